@@ -1,0 +1,81 @@
+"""
+================================================================
+FILE: database.py
+PATH: /libs/lkern-common/src/lkern_common/database.py
+DESCRIPTION: Declarative base, async engine and session handling shared by every service
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from lkern_common.settings import ServiceSettings
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+# Deterministic constraint names, so that Alembic migrations and `alembic check` agree.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# === BASE ===
+class Base(DeclarativeBase):
+    """Declarative base of every service's models (each service has its own database)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# === DATABASE ===
+class Database:
+    """
+    One engine (connection pool) per process and its session factory. The app's lifespan
+    creates it and disposes it; REST routes, gRPC servicers, the outbox relay and Kafka
+    consumers all share it.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=settings.db_pool_pre_ping,
+            pool_recycle=settings.db_pool_recycle_seconds,
+            echo=settings.db_echo,
+            connect_args={"server_settings": {"application_name": settings.service_name}},
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits when the block succeeds and rolls back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return True
+        except Exception as exc:
+            logger.warning("Database ping failed: %s", exc)
+            return False
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

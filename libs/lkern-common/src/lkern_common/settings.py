@@ -1,0 +1,120 @@
+"""
+================================================================
+FILE: settings.py
+PATH: /libs/lkern-common/src/lkern_common/settings.py
+DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# === CONSTANTS ===
+# L-KERN's port map: lkms501-postgres runs the local stack's embedded PostgreSQL on 4501,
+# lkms503-kafka the local broker on 4503; the web UI (lkms201) runs on 4201.
+LOCAL_POSTGRES_PORT = 4501
+LOCAL_KAFKA_PORT = 4503
+WEB_UI_ORIGIN = "http://localhost:4201"
+
+
+# === HELPERS ===
+def normalize_database_url(url: str) -> str:
+    """Make any PostgreSQL URL use the asyncpg driver (``postgresql://`` → ``postgresql+asyncpg://``)."""
+    for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept a comma-separated string for list settings (``A,B``) as well as JSON lists."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+# === SETTINGS ===
+class ServiceSettings(BaseSettings):
+    """
+    Settings every L-KERN service has. A service subclasses this and overrides the defaults
+    that are its own (name, ports, database name). Every field is an environment variable of the
+    same name in upper case (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``LOG_LEVEL``…);
+    ``.env.example`` in each service lists them all with their defaults.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- identity ---
+    service_name: str = "lkms000-unknown"
+    service_version: str = "1.0.0"
+    environment: Literal["development", "test", "production"] = "development"
+
+    # --- logging ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_requests: bool = Field(
+        default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
+    )
+
+    # --- HTTP ---
+    http_host: str = "0.0.0.0"
+    http_port: int = 4000
+    http_workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
+    cors_origins: Annotated[list[str], NoDecode] = [WEB_UI_ORIGIN]
+    cors_allow_credentials: bool = True
+
+    # --- gRPC ---
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 5000
+    grpc_grace_seconds: float = Field(default=5.0, ge=0)
+
+    # --- database ---
+    database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/postgres"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    # The standard's sample pings every checkout; that costs one extra round trip per request.
+    # We leave it off and let the pool recycle/invalidate broken connections instead.
+    db_pool_pre_ping: bool = False
+    db_pool_recycle_seconds: int = 1800
+    db_echo: bool = False
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str = f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+    kafka_client_id: str = ""
+    # True for Apache Kafka; the local broker (Tansu) does not support the idempotent producer.
+    kafka_enable_idempotence: bool = False
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
+
+    # === VALIDATORS ===
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_list(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _safe_cors(self) -> "ServiceSettings":
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "CORS_ORIGINS='*' cannot be combined with CORS_ALLOW_CREDENTIALS=true: "
+                "list the allowed origins instead"
+            )
+        if not self.kafka_client_id:
+            self.kafka_client_id = self.service_name
+        return self

@@ -1,0 +1,43 @@
+"""
+================================================================
+FILE: error_handlers.py
+PATH: /libs/lkern-common/src/lkern_common/web/error_handlers.py
+DESCRIPTION: One error contract for REST: domain errors and unexpected errors as JSON
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from lkern_common.errors import DomainError
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+
+# === HANDLERS ===
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render a DomainError as ``{"detail": message}`` with its status (same shape as FastAPI's)."""
+    assert isinstance(exc, DomainError)
+    if exc.status_code >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    else:
+        logger.info("%s %s rejected (%s): %s", request.method, request.url.path, exc.status_code, exc.message)
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Log the details (with stack trace) and answer a generic 500: never a trace to the client."""
+    logger.exception("Unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error"})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the shared handlers on an app."""
+    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
