@@ -12,6 +12,7 @@ UPDATED: 2026-11-26 10:30:00
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic import command, context
@@ -34,7 +35,7 @@ def run_alembic_env(target_metadata: MetaData, default_url: str) -> None:
     """
     config = context.config
     url = normalize_database_url(config.get_main_option("sqlalchemy.url") or default_url)
-    options = {
+    options: dict[str, Any] = {
         "target_metadata": target_metadata,
         "compare_type": True,
         "compare_server_default": True,
@@ -102,6 +103,8 @@ def alembic_config(service_dir: Path, url: str) -> Config:
     config = Config(str(service_dir / "alembic.ini"))
     config.set_main_option("script_location", str(service_dir / "alembic"))
     config.set_main_option("sqlalchemy.url", normalize_database_url(url).replace("%", "%%"))
+    # The caller's process already configured logging; env.py must not replace it.
+    config.attributes["configure_logger"] = False
     return config
 
 

@@ -25,7 +25,12 @@ WEB_UI_ORIGIN = "http://localhost:4201"
 # === HELPERS ===
 def normalize_database_url(url: str) -> str:
     """Make any PostgreSQL URL use the asyncpg driver (``postgresql://`` → ``postgresql+asyncpg://``)."""
-    for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url

@@ -13,6 +13,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 
 from lkern_common.errors import DomainError
 
@@ -27,7 +28,13 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     if exc.status_code >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     else:
-        logger.info("%s %s rejected (%s): %s", request.method, request.url.path, exc.status_code, exc.message)
+        logger.info(
+            "%s %s rejected (%s): %s",
+            request.method,
+            request.url.path,
+            exc.status_code,
+            exc.message,
+        )
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
 
 
@@ -37,7 +44,28 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse(status_code=500, content={"detail": "Internal server error"})
 
 
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (restart, network, pool exhausted): 503, retry later."""
+    logger.error("Database unavailable in %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "Service temporarily unavailable: the database cannot be reached"},
+        headers={"Retry-After": "1"},
+    )
+
+
+# Errors that mean "the database is not there right now", as opposed to a bug.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the shared handlers on an app."""
     app.add_exception_handler(DomainError, domain_error_handler)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, database_unavailable_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -1,0 +1,97 @@
+"""
+================================================================
+FILE: contacts.py
+PATH: /services/lkms101-contacts/app/routers/contacts.py
+DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from app.database import SessionDep
+from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
+from app.services.contacts_service import ContactsService
+
+# === ROUTER ===
+router = APIRouter(prefix="/contacts", tags=["contacts"])
+
+# === CONSTANTS ===
+ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
+    404: {"description": "Contact not found"},
+}
+ContactId = Annotated[int, Path(description="Contact ID")]
+
+
+# === DEPENDENCIES ===
+def get_contacts_service(session: SessionDep) -> ContactsService:
+    """The contacts service bound to this request's transaction."""
+    return ContactsService(session)
+
+
+ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
+
+
+# === GET ALL CONTACTS ===
+@router.get("/", response_model=list[ContactResponse])
+async def get_contacts(
+    service: ServiceDep,
+    response: Response,
+    skip: int = Query(0, ge=0, description="Number of records to skip"),
+    limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
+    is_active: bool | None = Query(None, description="Filter by active status"),
+    q: str | None = Query(
+        None, max_length=255, description="Search name and email (case-insensitive substring)"
+    ),
+) -> list[ContactResponse]:
+    """
+    Get list of contacts ordered by id, with optional filtering and pagination.
+    The number of all matching contacts is in the `X-Total-Count` header.
+    """
+    contacts, total = await service.list_contacts(skip=skip, limit=limit, is_active=is_active, q=q)
+    response.headers["X-Total-Count"] = str(total)
+    return [ContactResponse.model_validate(contact) for contact in contacts]
+
+
+# === GET CONTACT BY ID ===
+@router.get("/{contact_id}", response_model=ContactResponse, responses=ERROR_RESPONSES)
+async def get_contact(contact_id: ContactId, service: ServiceDep) -> ContactResponse:
+    """Get contact by ID (404 when it does not exist)."""
+    return ContactResponse.model_validate(await service.get_contact(contact_id))
+
+
+# === CREATE CONTACT ===
+@router.post(
+    "/",
+    response_model=ContactResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={400: {"description": "Email already exists"}},
+)
+async def create_contact(contact: ContactCreate, service: ServiceDep) -> ContactResponse:
+    """Create new contact (400 when another contact has the same email)."""
+    return ContactResponse.model_validate(await service.create_contact(contact))
+
+
+# === UPDATE CONTACT ===
+@router.put(
+    "/{contact_id}",
+    response_model=ContactResponse,
+    responses={**ERROR_RESPONSES, 400: {"description": "Email already exists"}},
+)
+async def update_contact(
+    contact_id: ContactId, contact: ContactUpdate, service: ServiceDep
+) -> ContactResponse:
+    """Update contact: only the fields sent are changed."""
+    updated, _changed = await service.update_contact(contact_id, contact)
+    return ContactResponse.model_validate(updated)
+
+
+# === DELETE CONTACT ===
+@router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
+async def delete_contact(contact_id: ContactId, service: ServiceDep) -> None:
+    """Delete contact (hard delete)."""
+    await service.delete_contact(contact_id)

@@ -1,0 +1,153 @@
+"""
+================================================================
+FILE: contacts_service.py
+PATH: /services/lkms101-contacts/app/services/contacts_service.py
+DESCRIPTION: Business logic for contacts: create, read, list, update, delete
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.contact import Contact
+from app.schemas.contact import ContactCreate, ContactUpdate
+from lkern_common.errors import BadRequestError, NotFoundError
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+EMAIL_INDEX = "ix_contacts_email"
+
+
+# === ERRORS ===
+class ContactNotFoundError(NotFoundError):
+    """No contact with this id."""
+
+    def __init__(self, contact_id: int) -> None:
+        super().__init__(f"Contact with id {contact_id} not found")
+
+
+class DuplicateEmailError(BadRequestError):
+    """Another contact already has this email (compared case-insensitively)."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(f"Contact with email {email} already exists")
+
+
+# === HELPERS ===
+def _is_duplicate_email(error: IntegrityError) -> bool:
+    cause = getattr(error.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None) == EMAIL_INDEX or EMAIL_INDEX in str(error.orig)
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _list_filters(is_active: bool | None, q: str | None) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if is_active is not None:
+        filters.append(Contact.is_active.is_(is_active))
+    if q:
+        pattern = f"%{_escape_like(q)}%"
+        filters.append(
+            or_(Contact.name.ilike(pattern, escape="\\"), Contact.email.ilike(pattern, escape="\\"))
+        )
+    return filters
+
+
+# === SERVICE ===
+class ContactsService:
+    """
+    Contacts use cases. Works inside the caller's transaction: it flushes, never commits
+    (the request, or the gRPC call, owns the transaction).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_contact(self, contact_id: int, *, for_update: bool = False) -> Contact:
+        """The contact, or ContactNotFoundError."""
+        statement = select(Contact).where(Contact.id == contact_id)
+        if for_update:
+            statement = statement.with_for_update()
+        contact = await self.session.scalar(statement)
+        if contact is None:
+            raise ContactNotFoundError(contact_id)
+        return contact
+
+    async def find_contact(self, contact_id: int) -> Contact | None:
+        """The contact, or None."""
+        return await self.session.get(Contact, contact_id)
+
+    async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> Sequence[Contact]:
+        """The contacts that exist among ``contact_ids``, in one query, ordered by id."""
+        if not contact_ids:
+            return []
+        statement = select(Contact).where(Contact.id.in_(set(contact_ids))).order_by(Contact.id)
+        return (await self.session.scalars(statement)).all()
+
+    async def list_contacts(
+        self, *, skip: int, limit: int, is_active: bool | None = None, q: str | None = None
+    ) -> tuple[Sequence[Contact], int]:
+        """A page of contacts ordered by id, and the number of all contacts that match."""
+        filters = _list_filters(is_active, q)
+        page = select(Contact).where(*filters).order_by(Contact.id).offset(skip).limit(limit)
+        contacts = (await self.session.scalars(page)).all()
+        if skip == 0 and len(contacts) < limit:
+            total = len(contacts)  # the whole result fits in this page: no count query needed
+        else:
+            total = (
+                await self.session.scalar(select(func.count()).select_from(Contact).where(*filters))
+                or 0
+            )
+        return contacts, total
+
+    async def create_contact(self, data: ContactCreate) -> Contact:
+        """Create a contact; DuplicateEmailError when the email is taken."""
+        contact = Contact(**data.model_dump())
+        self.session.add(contact)
+        await self._flush(contact.email)
+        logger.info("Created contact: %s", contact.id)
+        return contact
+
+    async def update_contact(
+        self, contact_id: int, data: ContactUpdate
+    ) -> tuple[Contact, list[str]]:
+        """Update the fields sent; returns the contact and the names of the fields that changed."""
+        contact = await self.get_contact(contact_id, for_update=True)
+        changed = [
+            field
+            for field, value in data.model_dump(exclude_unset=True).items()
+            if getattr(contact, field) != value
+        ]
+        for field in changed:
+            setattr(contact, field, getattr(data, field))
+        if changed:
+            await self._flush(contact.email)
+            logger.info("Updated contact %s: %s", contact_id, ", ".join(changed))
+        return contact, changed
+
+    async def delete_contact(self, contact_id: int) -> Contact:
+        """Delete a contact (hard delete, as the standard); returns its last state."""
+        contact = await self.get_contact(contact_id, for_update=True)
+        await self.session.delete(contact)
+        await self.session.flush()
+        logger.info("Deleted contact: %s", contact_id)
+        return contact
+
+    async def _flush(self, email: str) -> None:
+        try:
+            await self.session.flush()
+        except IntegrityError as error:
+            if _is_duplicate_email(error):
+                raise DuplicateEmailError(email) from None
+            raise

@@ -1,0 +1,102 @@
+"""
+================================================================
+FILE: test_services.py
+PATH: /services/lkms101-contacts/tests/test_services.py
+DESCRIPTION: Business logic tests (ContactsService) against a real PostgreSQL
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.database import Database
+from app.schemas.contact import ContactCreate, ContactUpdate
+from app.services.contacts_service import (
+    ContactNotFoundError,
+    ContactsService,
+    DuplicateEmailError,
+)
+
+
+# === TESTS ===
+async def test_create_then_update_reports_changed_fields(db: Database) -> None:
+    async with db.transaction() as session:
+        contact = await ContactsService(session).create_contact(
+            ContactCreate(name="Anna", email="anna@example.com")
+        )
+    async with db.transaction() as session:
+        updated, changed = await ContactsService(session).update_contact(
+            contact.id, ContactUpdate(name="Anna B.", email="anna@example.com")
+        )
+    assert changed == ["name"]
+    assert updated.version == 2
+
+
+async def test_update_with_same_values_changes_nothing(db: Database) -> None:
+    async with db.transaction() as session:
+        contact = await ContactsService(session).create_contact(
+            ContactCreate(name="Same", email="same@example.com")
+        )
+    async with db.transaction() as session:
+        updated, changed = await ContactsService(session).update_contact(
+            contact.id, ContactUpdate(name="Same")
+        )
+    assert changed == []
+    assert updated.version == 1
+
+
+async def test_duplicate_email_raises_domain_error(session: AsyncSession) -> None:
+    service = ContactsService(session)
+    await service.create_contact(ContactCreate(name="A", email="x@example.com"))
+    with pytest.raises(DuplicateEmailError) as raised:
+        await service.create_contact(ContactCreate(name="B", email="X@EXAMPLE.COM"))
+    assert raised.value.status_code == 400
+    await session.rollback()
+
+
+async def test_missing_contact_raises_not_found(session: AsyncSession) -> None:
+    service = ContactsService(session)
+    with pytest.raises(ContactNotFoundError, match="Contact with id 5 not found"):
+        await service.get_contact(5)
+    assert await service.find_contact(5) is None
+
+
+async def test_get_contacts_by_ids_returns_existing_in_one_query(db: Database) -> None:
+    async with db.transaction() as session:
+        service = ContactsService(session)
+        ids = [
+            (
+                await service.create_contact(ContactCreate(name=f"C{i}", email=f"c{i}@example.com"))
+            ).id
+            for i in range(3)
+        ]
+    statements: list[str] = []
+
+    from sqlalchemy import event
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.transaction() as session:
+            found = await ContactsService(session).get_contacts_by_ids([*ids, 999, ids[0]])
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert [c.id for c in found] == ids
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+async def test_delete_returns_last_state(db: Database) -> None:
+    async with db.transaction() as session:
+        contact = await ContactsService(session).create_contact(
+            ContactCreate(name="Gone", email="gone@example.com")
+        )
+    async with db.transaction() as session:
+        deleted = await ContactsService(session).delete_contact(contact.id)
+    assert deleted.email == "gone@example.com"
+    async with db.transaction() as session:
+        assert await ContactsService(session).find_contact(contact.id) is None
