@@ -1,0 +1,347 @@
+"""
+================================================================
+FILE: grpc_server.py
+PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
+DESCRIPTION: grpc.aio server bootstrap: servicers, health, reflection, request id, graceful stop
+VERSION: v1.0.0
+UPDATED: 2026-11-26 11:30:00
+================================================================
+
+Usage (a service's lifespan):
+
+    server = GrpcServer(host=settings.grpc_host, port=settings.grpc_port,
+                        grace_seconds=settings.grpc_grace_seconds)
+    server.add_servicer(contacts_pb2_grpc.add_ContactsServiceServicer_to_server,
+                        ContactsServicer(), "contacts.ContactsService")
+    port = await server.start()                 # port 0 → the port actually bound
+    server.health_watch(database_answers, interval=5.0)   # SERVING / NOT_SERVING
+    ...
+    await server.stop()                         # in-flight RPCs finish, new ones are refused
+
+The standard's sample uses the thread-pool `grpc.server`; our services are asyncio end to end
+(async SQLAlchemy), so the server is `grpc.aio` and servicer methods are `async def`.
+"""
+
+# === IMPORTS ===
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+DEFAULT_GRACE_SECONDS = 5.0
+DEFAULT_HEALTH_INTERVAL_SECONDS = 5.0
+INTERNAL_ERROR_DETAILS = "Internal server error"
+# SO_REUSEPORT (grpc's default on Linux) would let a second process bind the same port silently
+# and steal half of the connections; a port clash must fail loudly instead.
+_BASE_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.so_reuseport", 0),)
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+ServicerT = TypeVar("ServicerT")
+AddServicerFn = Callable[[ServicerT, grpc.aio.Server], None]
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+# === INTERCEPTOR ===
+def _request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The caller's x-request-id (when well-formed), else a fresh id."""
+    for key, value in metadata or ():
+        if key.lower() == REQUEST_ID_HEADER:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            return accept_request_id(text)
+    return accept_request_id(None)
+
+
+class RequestContextInterceptor(grpc.aio.ServerInterceptor):
+    """
+    Runs every RPC with `request_id_var` set from the `x-request-id` metadata (a new id when
+    absent or malformed), and turns an exception the servicer did not handle into a logged
+    INTERNAL "Internal server error" (instead of grpc's UNKNOWN that echoes the exception text).
+    Domain errors are the servicer's job (`context.abort(NOT_FOUND, ...)` passes through).
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        request_id = _request_id_from(handler_call_details.invocation_metadata)
+        kwargs: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.request_streaming and handler.response_streaming:
+            behavior = _wrap(handler.stream_stream, method, request_id)
+            return grpc.stream_stream_rpc_method_handler(behavior, **kwargs)
+        if handler.request_streaming:
+            behavior = _wrap(handler.stream_unary, method, request_id)
+            return grpc.stream_unary_rpc_method_handler(behavior, **kwargs)
+        if handler.response_streaming:
+            behavior = _wrap(handler.unary_stream, method, request_id)
+            return grpc.unary_stream_rpc_method_handler(behavior, **kwargs)
+        behavior = _wrap(handler.unary_unary, method, request_id)
+        return grpc.unary_unary_rpc_method_handler(behavior, **kwargs)
+
+
+async def _internal_error(context: grpc.aio.ServicerContext[Any, Any], method: str) -> NoReturn:
+    """Log the exception being handled and end the RPC with INTERNAL."""
+    logger.exception("Unhandled error in gRPC method %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
+
+
+def _wrap(behavior: Any, method: str, request_id: str) -> Any:
+    """Wrap an aio behaviour (coroutine or async generator function) with the request context."""
+    if behavior is None:
+        return None
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream_wrapper(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            token = request_id_var.set(request_id)
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _internal_error(context, method)
+            finally:
+                with contextlib.suppress(ValueError):  # finalised in another context
+                    request_id_var.reset(token)
+
+        return stream_wrapper
+    if inspect.iscoroutinefunction(behavior):
+
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = request_id_var.set(request_id)
+            try:
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _internal_error(context, method)
+            finally:
+                request_id_var.reset(token)
+
+        return wrapper
+    # A plain (sync) behaviour runs in grpc's thread pool; leave it untouched.
+    return behavior
+
+
+# === HEALTH WATCH ===
+async def run_health_watch(
+    set_serving: Callable[[bool], Awaitable[None]],
+    check: HealthCheck,
+    interval: float = DEFAULT_HEALTH_INTERVAL_SECONDS,
+    *,
+    check_timeout: float | None = None,
+) -> None:
+    """
+    Forever: run `check()` (bounded by `check_timeout`, default `interval`), then `set_serving()`
+    when the result changed; a check that raises or times out counts as not serving. Cancel the
+    task to stop it.
+    """
+    limit = interval if check_timeout is None else check_timeout
+    last: bool | None = None
+    while True:
+        try:
+            ok = bool(await asyncio.wait_for(check(), limit))
+            reason = ""
+        except Exception as exc:
+            ok = False
+            reason = f" ({type(exc).__name__}: {exc})" if str(exc) else f" ({type(exc).__name__})"
+        if ok != last:
+            if ok:
+                logger.info("gRPC health: SERVING")
+            else:
+                logger.warning("gRPC health: NOT_SERVING, readiness check failed%s", reason)
+            await set_serving(ok)
+            last = ok
+        await asyncio.sleep(interval)
+
+
+# === SERVER ===
+class GrpcServer:
+    """
+    A `grpc.aio` server with the standard health service, server reflection and the request
+    context interceptor. Register servicers with `add_servicer` before `start()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        options: Sequence[tuple[str, Any]] = (),
+        maximum_concurrent_rpcs: int | None = None,
+        enable_reflection: bool = True,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._grace_seconds = grace_seconds
+        self._interceptors = (RequestContextInterceptor(), *interceptors)
+        self._options = (*_BASE_OPTIONS, *options)
+        self._maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self._enable_reflection = enable_reflection
+        self._registrations: list[Callable[[grpc.aio.Server], None]] = []
+        self._service_names: list[str] = []
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._port: int | None = None
+        self._watch_tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    # --- registration ---
+    def add_servicer(
+        self,
+        add_to_server: AddServicerFn[ServicerT],
+        servicer: ServicerT,
+        service_name: str,
+    ) -> None:
+        """
+        Register a servicer through its generated `add_XServicer_to_server`; `service_name` is
+        the full proto name (e.g. "contacts.ContactsService") used for health and reflection.
+        """
+        if self._server is not None:
+            raise RuntimeError("add_servicer() must be called before start()")
+        self._registrations.append(lambda server: add_to_server(servicer, server))
+        self._service_names.append(service_name)
+
+    # --- properties ---
+    @property
+    def port(self) -> int:
+        """The bound port (after `start()`)."""
+        if self._port is None:
+            raise RuntimeError("the gRPC server is not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """`host:port` as bound (after `start()`)."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """Full names of the registered application services."""
+        return tuple(self._service_names)
+
+    @property
+    def server(self) -> grpc.aio.Server:
+        """The underlying `grpc.aio.Server` (after `start()`)."""
+        if self._server is None:
+            raise RuntimeError("the gRPC server is not started")
+        return self._server
+
+    # --- lifecycle ---
+    async def start(self, *, serving: bool = True) -> int:
+        """Build, bind and start the server; return the bound port (useful with port 0)."""
+        if self._server is not None:
+            raise RuntimeError("the gRPC server is already started")
+        server = grpc.aio.server(
+            interceptors=self._interceptors,
+            options=self._options,
+            maximum_concurrent_rpcs=self._maximum_concurrent_rpcs,
+        )
+        for register in self._registrations:
+            register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self._enable_reflection:
+            reflection.enable_server_reflection(
+                (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+        address = f"{self._host}:{self._requested_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc raises when the address cannot be bound
+            raise RuntimeError(f"cannot bind the gRPC server to {address}: {exc}") from exc
+        if port == 0:  # older grpc versions report a failed bind as port 0
+            raise RuntimeError(f"cannot bind the gRPC server to {address}")
+        await server.start()
+        self._server = server
+        self._port = port
+        await self.set_serving(serving)
+        logger.info(
+            "gRPC server listening on %s:%d (services: %s)",
+            self._host,
+            port,
+            ", ".join(self._service_names) or "-",
+        )
+        return port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Set the health status (overall "" and every registered service)."""
+        status = _SERVING if serving else _NOT_SERVING
+        for name in (health.OVERALL_HEALTH, *self._service_names):
+            await self._health.set(name, status)
+
+    def health_watch(
+        self,
+        check: HealthCheck,
+        interval: float = DEFAULT_HEALTH_INTERVAL_SECONDS,
+        *,
+        check_timeout: float | None = None,
+    ) -> asyncio.Task[None]:
+        """
+        Start a task that sets SERVING / NOT_SERVING from `check()` every `interval` seconds
+        (e.g. "the database answers"); it is cancelled by `stop()`.
+        """
+        task = asyncio.create_task(
+            run_health_watch(self.set_serving, check, interval, check_timeout=check_timeout),
+            name="grpc-health-watch",
+        )
+        self._watch_tasks.add(task)
+        task.add_done_callback(self._watch_tasks.discard)
+        return task
+
+    async def stop(self, grace: float | None = None) -> None:
+        """
+        Graceful stop: health turns NOT_SERVING for good, new RPCs are refused and in-flight
+        RPCs get `grace` seconds (default `grace_seconds`) to finish before being cancelled.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in list(self._watch_tasks):
+            task.cancel()
+        if self._watch_tasks:
+            await asyncio.gather(*self._watch_tasks, return_exceptions=True)
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self._grace_seconds if grace is None else grace)
+            logger.info("gRPC server on %s:%s stopped", self._host, self._port)
+
+    async def wait_for_termination(self) -> None:
+        """Block until the server terminates (wrap in `asyncio.timeout()` to bound it)."""
+        await self.server.wait_for_termination()
+
+    async def __aenter__(self) -> GrpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
