@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from app.config import Settings, get_settings
 from app.database import Database
+from app.grpc.server import start_grpc_server
 from app.routers import contacts
 from lkern_common.logging_setup import configure_logging
 from lkern_common.web.app_factory import create_service_app
@@ -38,10 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings)
         app.state.db = db
         add_readiness_check(app, "database", database_check(db))
+        grpc_server = await start_grpc_server(settings, db)
+        app.state.grpc_server = grpc_server
         try:
             yield
         finally:
             logger.info("Contacts service shutting down")
+            await grpc_server.stop()
             await db.dispose()
 
     return create_service_app(

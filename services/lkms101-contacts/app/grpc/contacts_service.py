@@ -1,0 +1,99 @@
+"""
+================================================================
+FILE: contacts_service.py
+PATH: /services/lkms101-contacts/app/grpc/contacts_service.py
+DESCRIPTION: gRPC servicer implementation for contacts (async, shares the app's database pool)
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import logging
+
+import grpc
+
+from app.database import Database
+from app.grpc import contacts_pb2, contacts_pb2_grpc
+from app.models.contact import Contact
+from app.services.contacts_service import ContactNotFoundError, ContactsService
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+# A batch larger than this is refused: it would be one huge query and one huge message.
+MAX_BATCH_IDS = 1000
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+# === CONVERSION ===
+def contact_to_proto(contact: Contact) -> contacts_pb2.Contact:
+    """A Contact row as the proto message (timestamps in ISO 8601, "" when absent)."""
+    return contacts_pb2.Contact(
+        id=contact.id,
+        name=contact.name,
+        email=contact.email,
+        phone=contact.phone or "",
+        is_active=contact.is_active,
+        created_at=contact.created_at.isoformat(),
+        updated_at=contact.updated_at.isoformat() if contact.updated_at else "",
+        version=contact.version,
+    )
+
+
+# === SERVICER ===
+class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
+    """
+    gRPC servicer for contacts operations. Each call runs in its own short read transaction on
+    the shared pool; unexpected errors become INTERNAL with a generic message (the server's
+    interceptor logs the details).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def GetContact(
+        self, request: contacts_pb2.GetContactRequest, context: Context
+    ) -> contacts_pb2.GetContactResponse:
+        """Get contact by ID; NOT_FOUND with the standard's message when it does not exist."""
+        async with self.db.transaction() as session:
+            contact = await ContactsService(session).find_contact(request.id)
+        if contact is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, ContactNotFoundError(request.id).message)
+        logger.debug("gRPC: Retrieved contact %s", request.id)
+        return contacts_pb2.GetContactResponse(contact=contact_to_proto(contact))
+
+    async def GetContactsByIds(
+        self, request: contacts_pb2.GetContactsByIdsRequest, context: Context
+    ) -> contacts_pb2.GetContactsByIdsResponse:
+        """The contacts that exist among the ids (one query); over 1,000 ids → INVALID_ARGUMENT."""
+        if len(request.ids) > MAX_BATCH_IDS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"At most {MAX_BATCH_IDS} ids per call (got {len(request.ids)})",
+            )
+        async with self.db.transaction() as session:
+            contacts = await ContactsService(session).get_contacts_by_ids(list(request.ids))
+        logger.debug("gRPC: Retrieved %d contacts", len(contacts))
+        return contacts_pb2.GetContactsByIdsResponse(
+            contacts=[contact_to_proto(contact) for contact in contacts]
+        )
+
+    async def ValidateContact(
+        self, request: contacts_pb2.ValidateContactRequest, context: Context
+    ) -> contacts_pb2.ValidateContactResponse:
+        """Validate that contact exists and is active (the reason in `error_message` if not)."""
+        async with self.db.transaction() as session:
+            contact = await ContactsService(session).find_contact(request.id)
+        if contact is None:
+            return contacts_pb2.ValidateContactResponse(
+                is_valid=False, error_message=ContactNotFoundError(request.id).message
+            )
+        if not contact.is_active:
+            return contacts_pb2.ValidateContactResponse(
+                is_valid=False, error_message=f"Contact {contact.id} is inactive"
+            )
+        logger.debug("gRPC: Validated contact %s", contact.id)
+        return contacts_pb2.ValidateContactResponse(is_valid=True, error_message="")

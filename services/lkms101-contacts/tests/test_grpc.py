@@ -1,0 +1,203 @@
+"""
+================================================================
+FILE: test_grpc.py
+PATH: /services/lkms101-contacts/tests/test_grpc.py
+DESCRIPTION: gRPC tests: the real grpc.aio server of the app, called through both clients
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from app.database import Database
+from app.grpc.server import start_grpc_server
+from lkern_common.grpc_clients.contacts import AsyncContactsClient, ContactsClient
+from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+
+# === CONSTANTS ===
+API = "/api/v1/contacts/"
+
+
+# === FIXTURES ===
+@pytest.fixture
+def target(app: FastAPI) -> str:
+    return f"127.0.0.1:{app.state.grpc_server.port}"
+
+
+@pytest.fixture
+async def async_client(target: str) -> AsyncIterator[AsyncContactsClient]:
+    async with AsyncContactsClient(target) as client:
+        yield client
+
+
+async def create(client: httpx.AsyncClient, name: str, email: str, **extra: Any) -> int:
+    response = await client.post(API, json={"name": name, "email": email, **extra})
+    assert response.status_code == 201, response.text
+    contact_id: int = response.json()["id"]
+    return contact_id
+
+
+# === GET CONTACT ===
+async def test_get_contact_found_through_both_clients(
+    client: httpx.AsyncClient, async_client: AsyncContactsClient, target: str
+) -> None:
+    contact_id = await create(client, "Mária", "maria@example.com", phone="+421 1")
+    rest = (await client.get(f"{API}{contact_id}")).json()
+
+    found = await async_client.get_contact(contact_id)
+    assert found is not None
+    assert (found.id, found.name, found.email, found.phone) == (
+        contact_id,
+        "Mária",
+        "maria@example.com",
+        "+421 1",
+    )
+    assert found.is_active is True
+    assert found.version == 1
+    assert found.updated_at == ""
+    # ISO 8601, the same instant the REST API shows
+    assert datetime.fromisoformat(found.created_at) == datetime.fromisoformat(rest["created_at"])
+
+    with ContactsClient(target) as sync_client:
+        same = await asyncio.to_thread(sync_client.get_contact, contact_id)
+    assert same == found
+
+
+async def test_get_contact_not_found(async_client: AsyncContactsClient, target: str) -> None:
+    assert await async_client.get_contact(987654) is None
+    with ContactsClient(target) as sync_client:
+        assert await asyncio.to_thread(sync_client.get_contact, 987654) is None
+
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(contacts_pb2.GetContactRequest(id=987654), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert raised.value.details() == "Contact with id 987654 not found"
+    finally:
+        await channel.close()
+
+
+# === VALIDATE CONTACT ===
+async def test_validate_contact_active_inactive_missing(
+    client: httpx.AsyncClient, async_client: AsyncContactsClient, target: str
+) -> None:
+    active = await create(client, "Active", "active@example.com")
+    inactive = await create(client, "Inactive", "inactive@example.com")
+    await client.put(f"{API}{inactive}", json={"is_active": False})
+
+    assert await async_client.validate_contact_detailed(active) == (True, "")
+    assert await async_client.validate_contact_detailed(inactive) == (
+        False,
+        f"Contact {inactive} is inactive",
+    )
+    assert await async_client.validate_contact_detailed(5555) == (
+        False,
+        "Contact with id 5555 not found",
+    )
+    with ContactsClient(target) as sync_client:
+        assert await asyncio.to_thread(sync_client.validate_contact, active) is True
+        assert await asyncio.to_thread(sync_client.validate_contact, inactive) is False
+        assert await asyncio.to_thread(sync_client.validate_contact, 5555) is False
+
+
+# === BATCH ===
+async def test_batch_returns_existing_contacts_and_skips_missing(
+    client: httpx.AsyncClient, async_client: AsyncContactsClient
+) -> None:
+    ids = [await create(client, f"B{i}", f"b{i}@example.com") for i in range(5)]
+    found = await async_client.get_contacts_by_ids([ids[3], 424242, ids[0], ids[3]])
+    assert sorted(contact.id for contact in found) == sorted([ids[0], ids[3]])
+    assert await async_client.get_contacts_by_ids([]) == []
+
+
+async def test_batch_over_1000_ids_is_invalid_argument(target: str) -> None:
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContactsByIds(
+                contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1002))), timeout=5
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "At most 1000 ids" in (raised.value.details() or "")
+        exactly = await stub.GetContactsByIds(
+            contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1001))), timeout=5
+        )
+        assert list(exactly.contacts) == []
+    finally:
+        await channel.close()
+
+
+# === HEALTH / REFLECTION ===
+async def test_health_is_serving_while_the_database_answers(target: str) -> None:
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "contacts.ContactsService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await channel.close()
+
+
+async def test_health_is_not_serving_without_a_database(settings: Any) -> None:
+    unreachable = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    )
+    db = Database(unreachable)
+    server = await start_grpc_server(unreachable, db)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # A call that needs the database fails with a generic INTERNAL, never a trace.
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(contacts_pb2.GetContactRequest(id=1), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        assert raised.value.details() == "Internal server error"
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await db.dispose()
+
+
+async def test_reflection_lists_the_services(target: str) -> None:
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        names: set[str] = set()
+        async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
+            names.update(service.name for service in reply.list_services_response.service)
+        assert {"contacts.ContactsService", "grpc.health.v1.Health"} <= names
+    finally:
+        await channel.close()
+
+
+# === CONCURRENCY ===
+async def test_100_concurrent_get_contact_calls_all_answer_right(
+    client: httpx.AsyncClient, async_client: AsyncContactsClient
+) -> None:
+    ids = [await create(client, f"Par {i}", f"par{i}@example.com") for i in range(10)]
+    calls = [async_client.get_contact(ids[i % 10]) for i in range(100)]
+    results = await asyncio.gather(*calls)
+    for index, contact in enumerate(results):
+        assert contact is not None
+        assert contact.id == ids[index % 10]
+        assert contact.name == f"Par {index % 10}"
