@@ -1,0 +1,248 @@
+"""
+================================================================
+FILE: cli.py
+PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
+DESCRIPTION: The lkern command: up, migrate, status for the local stack
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lkern_devstack.demo import load_demo_data
+from lkern_devstack.process import ServiceProcessError
+from lkern_devstack.stack import (
+    SERVICES,
+    LocalStack,
+    StackError,
+    StackSettings,
+    present_services,
+)
+
+# === CONSTANTS ===
+console = Console(highlight=False)
+PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
+
+app = typer.Typer(
+    help="L-KERN v4 local stack: run every service with its database and broker on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+# === OUTPUT ===
+def log_line(name: str, line: str) -> None:
+    """Print a child's log line, prefixed (and coloured) by its service."""
+    service = name.split(":", 1)[0]
+    index = next((i for i, s in enumerate(SERVICES) if s.name == service), len(SERVICES))
+    style = PREFIX_STYLES[index % len(PREFIX_STYLES)]
+    console.print(Text.assemble((f"{name:<24}| ", style), line), soft_wrap=True)
+
+
+def stack_table(stack: LocalStack) -> Table:
+    """One short table of what runs where."""
+    settings = stack.settings
+    table = Table(title="L-KERN v4 local stack", title_justify="left")
+    for column in ("part", "where", "docs / notes"):
+        table.add_column(column)
+    for process in stack.processes:
+        service = next(s for s in SERVICES if s.name == process.name)
+        grpc = f"{settings.host}:{service.grpc_port(settings)}"
+        table.add_row(
+            service.name, f"REST {process.base_url}  gRPC {grpc}", f"{process.base_url}/docs"
+        )
+    postgres = (
+        f"postgresql://postgres@{settings.host}:{settings.postgres_port}"
+        if stack.postgres
+        else "DATABASE_URL"
+    )
+    table.add_row("PostgreSQL", postgres, ", ".join(s.database for s in present_services()))
+    broker_note = "local broker (Tansu), memory only" if stack.broker else "KAFKA_BOOTSTRAP_SERVERS"
+    table.add_row("Kafka", stack.bootstrap_servers, broker_note)
+    return table
+
+
+# === STOP SIGNALS ===
+class StopSignal:
+    """Set by Ctrl-C (SIGINT) or SIGTERM; the main loop then stops everything in order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: str | None = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+        self.event.set()
+
+
+# === COMMANDS ===
+@app.command()
+def up(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load demo contacts and orders (once)")
+    ] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder [env LKERN_DATA_DIR]")] = None,
+    contacts_http_port: Annotated[int | None, typer.Option(help="[default 4101]")] = None,
+    contacts_grpc_port: Annotated[int | None, typer.Option(help="[default 5101]")] = None,
+    orders_http_port: Annotated[int | None, typer.Option(help="[default 4102]")] = None,
+    orders_grpc_port: Annotated[int | None, typer.Option(help="[default 5102]")] = None,
+    postgres_port: Annotated[int | None, typer.Option(help="[default 4501]")] = None,
+    kafka_port: Annotated[int | None, typer.Option(help="[default 4503]")] = None,
+) -> None:
+    """
+    Start the whole stack: PostgreSQL and the broker (unless DATABASE_URL /
+    KAFKA_BOOTSTRAP_SERVERS are set), both databases, migrations, every service; wait until
+    every /ready answers; run until Ctrl-C or SIGTERM, then stop everything in reverse order.
+    """
+    overrides = {
+        key: value
+        for key, value in {
+            "data_dir": data_dir,
+            "contacts_http_port": contacts_http_port,
+            "contacts_grpc_port": contacts_grpc_port,
+            "orders_http_port": orders_http_port,
+            "orders_grpc_port": orders_grpc_port,
+            "postgres_port": postgres_port,
+            "kafka_port": kafka_port,
+        }.items()
+        if value is not None
+    }
+    settings = StackSettings.model_validate(overrides)
+    stop = StopSignal()
+    stack = LocalStack(settings, sink=log_line)
+    exit_code = 0
+    try:
+        start_stack(stack, stop)
+        if demo and not stop.event.is_set():
+            load_demo(stack)
+        if not stop.event.is_set():
+            console.print(stack_table(stack))
+            console.print("Press Ctrl-C to stop everything.")
+            exit_code = run_until_stopped(stack, stop)
+    except (StackError, ServiceProcessError, OSError) as error:
+        console.print(f"[bold red]Cannot start the stack:[/] {error}")
+        exit_code = 1
+    finally:
+        stopped = stack.stop()
+        if stopped:
+            console.print(f"Stopped: {', '.join(stopped)}.")
+    raise typer.Exit(exit_code)
+
+
+def start_stack(stack: LocalStack, stop: StopSignal) -> None:
+    """Every start step, with progress shown; returns early when a stop signal arrives."""
+    services = present_services()
+    stack.check_ports(services)
+    steps = [
+        ("Starting PostgreSQL", stack.start_postgres),
+        ("Creating databases", lambda: stack.create_databases(services)),
+        ("Starting the Kafka broker", stack.start_broker),
+        ("Running migrations", lambda: stack.migrate(services)),
+    ]
+    for message, step in steps:
+        if stop.event.is_set():
+            return
+        with console.status(message + "…"):
+            step()
+        console.print(f"[green]✓[/] {message}")
+    for service in services:
+        if stop.event.is_set():
+            return
+        with console.status(f"Starting {service.name}…"):
+            stack.start_service(service).wait_ready()
+        console.print(f"[green]✓[/] {service.name} ready")
+
+
+def load_demo(stack: LocalStack) -> None:
+    urls = {p.name: p.base_url for p in stack.processes}
+    loaded = load_demo_data(
+        stack.settings.data_dir, urls["lkms101-contacts"], urls.get("lkms102-orders")
+    )
+    if loaded is None:
+        console.print("Demo data was loaded before: not loading it again.")
+    else:
+        console.print(f"[green]✓[/] Demo data: {loaded[0]} contacts, {loaded[1]} orders")
+
+
+def run_until_stopped(stack: LocalStack, stop: StopSignal) -> int:
+    """Wait for Ctrl-C / SIGTERM, or for a service to die (then stop all and fail)."""
+    while not stop.event.wait(0.5):
+        exited = stack.exited_service()
+        if exited is not None:
+            console.print(
+                f"[bold red]{exited.name} exited (code {exited.exit_code()}): stopping the stack."
+            )
+            return 1
+    console.print(f"{stop.received}: stopping the stack…")
+    return 0
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Argument(help="contacts, orders, or a full name")] = None,
+) -> None:
+    """Create the databases if missing and run migrations to head (all services, or one)."""
+    stack = LocalStack(StackSettings(), sink=log_line)
+    try:
+        services = present_services(service)
+        if not stack.settings.database_url and not stack._own_postgres_running():
+            stack.check_ports([])
+            stack.start_postgres()
+        stack.create_databases(services)
+        stack.migrate(services)
+        console.print(f"[green]✓[/] Migrated: {', '.join(s.name for s in services)}")
+    except (StackError, ServiceProcessError, OSError) as error:
+        console.print(f"[bold red]Migration failed:[/] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        stack.stop()
+
+
+@app.command()
+def status() -> None:
+    """Show which parts of the stack answer, and where."""
+    settings = StackSettings()
+    table = Table(title="L-KERN v4 local stack status", title_justify="left")
+    for column in ("service", "REST", "ready"):
+        table.add_column(column)
+    all_ready = True
+    with httpx.Client(timeout=2.0) as client:
+        for service in present_services():
+            url = f"http://{settings.host}:{service.http_port(settings)}"
+            try:
+                response = client.get(f"{url}/ready")
+                state = (
+                    "ready"
+                    if response.status_code == 200
+                    else f"not ready ({response.status_code})"
+                )
+            except httpx.HTTPError:
+                state = "not running"
+            all_ready &= state == "ready"
+            table.add_row(service.name, url, state)
+    console.print(table)
+    raise typer.Exit(0 if all_ready else 1)
+
+
+# === MAIN ===
+def main() -> None:
+    """Entry point of the `lkern` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

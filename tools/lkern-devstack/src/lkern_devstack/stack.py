@@ -1,0 +1,259 @@
+"""
+================================================================
+FILE: stack.py
+PATH: /tools/lkern-devstack/src/lkern_devstack/stack.py
+DESCRIPTION: The local stack: which parts run where, started and stopped in order
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+
+from lkern_common.migrations import ensure_database
+from lkern_common.settings import normalize_database_url
+from lkern_devstack.broker import LocalBroker
+from lkern_devstack.postgres import EmbeddedPostgres
+from lkern_devstack.process import REPO_ROOT, SERVICES_DIR, LineSink, ServiceProcess
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+
+# === SETTINGS ===
+class StackSettings(BaseSettings):
+    """
+    Where the local stack runs. Every field is an environment variable (``LKERN_…``) and a CLI
+    option of ``lkern up``. Without ``DATABASE_URL`` the stack starts its own PostgreSQL; without
+    ``KAFKA_BOOTSTRAP_SERVERS`` its own Kafka-protocol broker (Tansu, memory only).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LKERN_", extra="ignore")
+
+    data_dir: Path = REPO_ROOT / ".lkern"
+    host: str = "127.0.0.1"
+    postgres_port: int = 4501
+    kafka_port: int = 4503
+    contacts_http_port: int = 4101
+    contacts_grpc_port: int = 5101
+    orders_http_port: int = 4102
+    orders_grpc_port: int = 5102
+    # An existing PostgreSQL server: each service uses its own database on it.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "LKERN_DATABASE_URL")
+    )
+    # An existing Kafka cluster.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LKERN_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+
+# === SERVICES ===
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """A service of the stack: its folder name, database and ports."""
+
+    name: str
+    database: str
+    http_port_field: str
+    grpc_port_field: str
+
+    @property
+    def service_dir(self) -> Path:
+        return SERVICES_DIR / self.name
+
+    @property
+    def present(self) -> bool:
+        return (self.service_dir / "app" / "main.py").is_file()
+
+    def http_port(self, settings: StackSettings) -> int:
+        port: int = getattr(settings, self.http_port_field)
+        return port
+
+    def grpc_port(self, settings: StackSettings) -> int:
+        port: int = getattr(settings, self.grpc_port_field)
+        return port
+
+
+SERVICES = (
+    ServiceDefinition(
+        "lkms101-contacts", "lkms101_contacts", "contacts_http_port", "contacts_grpc_port"
+    ),
+    ServiceDefinition("lkms102-orders", "lkms102_orders", "orders_http_port", "orders_grpc_port"),
+)
+
+
+def present_services(only: str | None = None) -> list[ServiceDefinition]:
+    """The services of this checkout (optionally one, by name or short name)."""
+    services = [s for s in SERVICES if s.present]
+    if only is not None:
+        services = [s for s in services if only in (s.name, s.name.split("-", 1)[1])]
+        if not services:
+            names = ", ".join(s.name for s in SERVICES if s.present)
+            raise StackError(f"Unknown service {only!r}; the services are: {names}")
+    return services
+
+
+# === ERRORS ===
+class StackError(RuntimeError):
+    """A part of the stack cannot start; the message says which and why."""
+
+
+# === HELPERS ===
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# === STACK ===
+class LocalStack:
+    """
+    The whole system on one machine: PostgreSQL (embedded unless DATABASE_URL), the broker
+    (embedded unless KAFKA_BOOTSTRAP_SERVERS), each service's database and migrations, and each
+    service as its own process. ``stop()`` stops what was started, in reverse order.
+    """
+
+    def __init__(self, settings: StackSettings, sink: LineSink) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: LocalBroker | None = None
+        self.processes: list[ServiceProcess] = []
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+
+    # --- what runs where ---
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.settings.kafka_bootstrap_servers:
+            return self.settings.kafka_bootstrap_servers
+        return f"{self.settings.host}:{self.settings.kafka_port}"
+
+    def database_url(self, service: ServiceDefinition) -> str:
+        if self.settings.database_url:
+            server = make_url(normalize_database_url(self.settings.database_url))
+        else:
+            server = make_url(
+                f"postgresql+asyncpg://postgres@{self.settings.host}:{self.settings.postgres_port}/postgres"
+            )
+        return server.set(database=service.database).render_as_string(hide_password=False)
+
+    def service_env(self, service: ServiceDefinition) -> dict[str, str]:
+        contacts = SERVICES[0]
+        return {
+            "DATABASE_URL": self.database_url(service),
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_ENABLE_IDEMPOTENCE": "false" if self.broker else "true",
+            "GRPC_PORT": str(service.grpc_port(self.settings)),
+            "HTTP_HOST": self.settings.host,
+            "GRPC_HOST": self.settings.host,
+            "CONTACTS_GRPC_TARGET": f"{self.settings.host}:{contacts.grpc_port(self.settings)}",
+            "LOG_LEVEL": self.settings.log_level,
+        }
+
+    def wanted_ports(self, services: list[ServiceDefinition]) -> list[tuple[int, str]]:
+        ports: list[tuple[int, str]] = []
+        if not self.settings.database_url:
+            ports.append((self.settings.postgres_port, "PostgreSQL (lkms501-postgres)"))
+        if not self.settings.kafka_bootstrap_servers:
+            ports.append((self.settings.kafka_port, "Kafka broker (lkms503-kafka)"))
+        for service in services:
+            ports.append((service.http_port(self.settings), f"{service.name} REST"))
+            ports.append((service.grpc_port(self.settings), f"{service.name} gRPC"))
+        return ports
+
+    # --- steps ---
+    def check_ports(self, services: list[ServiceDefinition]) -> None:
+        """Fail before starting anything when a port we need is taken."""
+        for port, what in self.wanted_ports(services):
+            if (what.startswith("PostgreSQL") and self._own_postgres_running()) or port_is_free(
+                self.settings.host, port
+            ):
+                continue
+            raise StackError(
+                f"Port {port} ({what}) on {self.settings.host} is already in use. Stop the process "
+                f"that holds it (`ss -ltnp 'sport = :{port}'` shows it) or choose another port "
+                f"(see `lkern up --help`)."
+            )
+
+    def _own_postgres_running(self) -> bool:
+        return EmbeddedPostgres(self._postgres_dir(), self.settings.postgres_port).is_running()
+
+    def _postgres_dir(self) -> Path:
+        return self.settings.data_dir / "postgres"
+
+    def start_postgres(self) -> None:
+        if self.settings.database_url:
+            return
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.postgres = EmbeddedPostgres(
+            self._postgres_dir(), self.settings.postgres_port, self.settings.host
+        )
+        self.postgres.start()
+        self._stops.append(("PostgreSQL", self.postgres.stop))
+
+    def create_databases(self, services: list[ServiceDefinition]) -> None:
+        for service in services:
+            asyncio.run(ensure_database(self.database_url(service)))
+
+    def start_broker(self) -> None:
+        if self.settings.kafka_bootstrap_servers:
+            return
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = LocalBroker(
+            self.settings.kafka_port, self.settings.host, self.settings.data_dir / "broker.log"
+        )
+        self.broker.start()
+        self._stops.append(("Kafka broker", self.broker.stop))
+
+    def service_process(self, service: ServiceDefinition) -> ServiceProcess:
+        return ServiceProcess(
+            service.name,
+            env=self.service_env(service),
+            http_port=service.http_port(self.settings),
+            service_dir=service.service_dir,
+            sink=self.sink,
+        )
+
+    def migrate(self, services: list[ServiceDefinition]) -> None:
+        for service in services:
+            self.service_process(service).migrate()
+
+    def start_service(self, service: ServiceDefinition) -> ServiceProcess:
+        process = self.service_process(service)
+        process.start()
+        self.processes.append(process)
+        self._stops.append((service.name, process.stop))
+        return process
+
+    def exited_service(self) -> ServiceProcess | None:
+        """A service that stopped on its own, if any."""
+        return next((p for p in self.processes if not p.is_running()), None)
+
+    def stop(self) -> list[str]:
+        """Stop everything started, in reverse order; returns what was stopped."""
+        stopped = []
+        while self._stops:
+            name, stop = self._stops.pop()
+            try:
+                stop()
+                stopped.append(name)
+            except Exception as exc:
+                logger.error("Could not stop %s cleanly: %s", name, exc)
+        return stopped
