@@ -10,8 +10,12 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
@@ -36,6 +40,27 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
             exc.message,
         )
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN / ±Infinity float replaced by its text (JSON cannot carry them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """
+    FastAPI's 422 body (``{"detail": [errors]}``), made JSON-safe: a body that sent ``NaN`` or
+    ``Infinity`` gets the 422 it deserves instead of a 500 from echoing the value back.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -66,6 +91,7 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 def install_error_handlers(app: FastAPI) -> None:
     """Register the shared handlers on an app."""
     app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, database_unavailable_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
