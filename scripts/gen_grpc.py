@@ -75,6 +75,13 @@ CONTRACTS: tuple[ProtoContract, ...] = (
             "libs/lkern-common/src/lkern_common/grpc_contracts/contacts",
         ),
     ),
+    ProtoContract(
+        proto="services/lkms102-orders/proto/orders.proto",
+        targets=(
+            "services/lkms102-orders/app/grpc",
+            "libs/lkern-common/src/lkern_common/grpc_contracts/orders",
+        ),
+    ),
 )
 
 

@@ -1,0 +1,9 @@
+"""
+================================================================
+FILE: __init__.py
+PATH: /services/lkms102-orders/app/grpc/__init__.py
+DESCRIPTION: gRPC package; its *_pb2* modules are generated from orders.proto by gen_grpc.py
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:13:39
+================================================================
+"""
