@@ -102,6 +102,18 @@ class ServiceSettings(BaseSettings):
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
 
+    # --- Kafka consumer (lkern_common.kafka.consumer; docs in that module) ---
+    kafka_consumer_session_timeout_ms: int = Field(default=10000, ge=1000)
+    kafka_consumer_heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    # Tansu does not wake a waiting fetch when data arrives: keep the wait short.
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
+    # Attempts of a failing handler before its message goes to the dead-letter topic.
+    kafka_consumer_max_attempts: int = Field(default=5, ge=1)
+    kafka_consumer_retry_backoff_ms: int = Field(default=200, ge=0)
+    kafka_consumer_retry_backoff_max_ms: int = Field(default=5000, ge=0)
+    # Inbox rows older than this are deleted (0 keeps them forever).
+    kafka_inbox_retention_days: int = Field(default=30, ge=0)
+
     # === VALIDATORS ===
     @field_validator("database_url")
     @classmethod
