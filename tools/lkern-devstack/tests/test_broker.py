@@ -10,6 +10,8 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,24 @@ def test_start_answers_metadata_and_stop_reaps(scratch_dir: Path) -> None:
     assert broker.pid is None
     assert not psutil.pid_exists(pid)
     broker.stop()  # stopping twice is fine
+
+
+def test_restart_after_the_broker_died(scratch_dir: Path) -> None:
+    broker = LocalBroker(port=free_port(), log_file=scratch_dir / "tansu.log")
+    broker.start()
+    pid = broker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while broker.pid is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert broker.pid is None
+    broker.start()
+    try:
+        assert broker.pid not in (None, pid)
+        assert fetch_broker_count(broker.host, broker.port) == 1
+    finally:
+        broker.stop()
 
 
 def test_second_broker_on_same_port_fails_clearly(broker: LocalBroker) -> None:

@@ -216,6 +216,7 @@ class LocalBroker:
         """Spawn the broker and wait until it answers Kafka metadata requests."""
         if self.is_running():
             return
+        self.stop()  # reap a broker that died since, and close its log
         if not _port_is_free(self.host, self.port):
             raise BrokerError(
                 f"Port {self.port} on {self.host} is already in use by another process, so the "
