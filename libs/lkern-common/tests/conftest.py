@@ -10,14 +10,10 @@ UPDATED: 2026-11-26 14:00:00
 
 # === IMPORTS ===
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from lkern_devstack.broker import LocalBroker, free_port
-
-# === CONSTANTS ===
-LIB_DIR = Path(__file__).resolve().parents[1]
 
 
 # === BROKER ===

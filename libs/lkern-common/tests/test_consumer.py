@@ -674,6 +674,40 @@ async def test_database_outage_is_waited_out_without_dead_letter(harness: Harnes
         await proxied_db.dispose()
 
 
+async def test_consumer_started_before_the_broker_connects_when_it_comes(
+    harness: Harness, tmp_path: Path
+) -> None:
+    port = free_port()
+    late = make_settings(
+        harness.broker, harness.settings.database_url, kafka_bootstrap_servers=f"127.0.0.1:{port}"
+    )
+    consumer = harness.consumer(settings=late)
+    await consumer.start()
+
+    async def waiting() -> bool:
+        return consumer.status.waiting_for == "broker" and consumer.status.state == "connecting"
+
+    await eventually(waiting, "the consumer keeps trying to reach the broker")
+    assert consumer.running
+    with LocalBroker(port=port, log_file=tmp_path / "tansu.log") as broker:
+        value = make_event()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(harness.topic, value)
+        finally:
+            await producer.stop()
+
+        async def applied() -> bool:
+            return consumer.status.processed == 1
+
+        await eventually(applied, "the event is applied once the broker is up")
+        assert [row.event_id for row in await harness.applied()] == [event_id_of(value)]
+        assert consumer.status.state == "running"
+        await consumer.stop()
+    assert consumer.status.state == "stopped"
+
+
 # === SUPPORT ===
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
     return bool(await value == expected)
