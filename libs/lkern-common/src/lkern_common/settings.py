@@ -114,6 +114,61 @@ class ServiceSettings(BaseSettings):
     # Inbox rows older than this are deleted (0 keeps them forever).
     kafka_inbox_retention_days: int = Field(default=30, ge=0)
 
+    # --- Kafka producer (lkern_common.kafka.producer) ---
+    kafka_request_timeout_ms: int = Field(
+        default=30000,
+        ge=1000,
+        description="How long the producer waits for the broker to acknowledge a batch before "
+        "the send fails (the outbox relay then retries it with backoff)",
+    )
+
+    # --- transactional outbox and its relay (lkern_common.outbox; docs/events.md) ---
+    outbox_relay_enabled: bool = Field(
+        default=True,
+        description="Run the outbox relay in this process (off: events wait in the outbox "
+        "until a relay of another replica publishes them)",
+    )
+    outbox_poll_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Fallback poll of the outbox when no LISTEN/NOTIFY wake-up arrives",
+    )
+    outbox_batch_size: int = Field(
+        default=500, ge=1, description="Most outbox rows the relay publishes per round trip"
+    )
+    outbox_retention_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="Sent outbox rows are deleted this long after they were published",
+    )
+    outbox_cleanup_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often the leading relay deletes expired sent rows"
+    )
+    outbox_standby_retry_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a standby relay tries to take the leader's advisory lock",
+    )
+    outbox_retry_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First wait after a failed publish or connection"
+    )
+    outbox_retry_backoff_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait between retries (the backoff doubles)"
+    )
+    outbox_backlog_warn_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Log a warning while the oldest unsent outbox row is older than this",
+    )
+    outbox_backlog_log_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the backlog warning is repeated"
+    )
+    outbox_stop_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="At shutdown, how long the relay may finish the batch it is publishing",
+    )
+
     # === VALIDATORS ===
     @field_validator("database_url")
     @classmethod

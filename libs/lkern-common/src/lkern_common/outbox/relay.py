@@ -1,0 +1,531 @@
+"""
+================================================================
+FILE: relay.py
+PATH: /libs/lkern-common/src/lkern_common/outbox/relay.py
+DESCRIPTION: Outbox relay: publishes unsent outbox rows to Kafka, one active relay per database
+VERSION: v1.0.0
+UPDATED: 2026-11-26 15:00:00
+================================================================
+
+How it works (the contract is in docs/events.md):
+
+- The relay runs as a task in the service process and owns one dedicated PostgreSQL connection
+  (``application_name`` ``<service>-outbox-relay``), outside the pool.
+- Leadership: on that connection it takes a session-level advisory lock
+  (``pg_try_advisory_lock``). The holder publishes; every other relay of the same database is a
+  standby and tries again every ``OUTBOX_STANDBY_RETRY_SECONDS``. When the leader's connection
+  ends (process exit, crash, network loss, ``pg_terminate_backend``), PostgreSQL releases the
+  lock and a standby takes over. So one relay publishes at a time and per-key order holds.
+- The leader ``LISTEN``s on the outbox channel; the outbox trigger notifies it when a writing
+  transaction commits, so it wakes at once. It also polls every
+  ``OUTBOX_POLL_INTERVAL_SECONDS`` as a fallback.
+- Each round it reads up to ``OUTBOX_BATCH_SIZE`` unsent rows in id order (autocommit: no
+  transaction stays open), hands them all to the producer (``acks="all"``; aiokafka batches them
+  per partition: not one round trip per event), waits for the acknowledgements, then marks the
+  acknowledged rows sent in one ``UPDATE``. When a message of a key fails, the later messages of
+  that key stay unsent too and are published again after it: per-key order before delivery
+  count.
+- Broker down: the round fails after ``KAFKA_REQUEST_TIMEOUT_MS``, the relay waits (exponential
+  backoff up to ``OUTBOX_RETRY_BACKOFF_MAX_SECONDS``) and tries again, for ever; the events wait
+  in the outbox and the REST API keeps accepting writes. No restart is needed when it is back.
+- Delivery is at least once: a crash between the broker's acknowledgement and the ``UPDATE``,
+  or a request the broker executed after the client gave up on it, publishes a row again (same
+  ``event_id``). Consumers deduplicate by ``event_id`` (inbox).
+- Sent rows are deleted ``OUTBOX_RETENTION_SECONDS`` after they were sent. The backlog (unsent
+  count, age of the oldest) is on /ready and logged as a warning while it is older than
+  ``OUTBOX_BACKLOG_WARN_SECONDS``.
+"""
+
+# === IMPORTS ===
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from sqlalchemy import make_url
+
+from lkern_common.database import Database
+from lkern_common.kafka.producer import create_producer
+from lkern_common.kafka.topics import ensure_topics
+from lkern_common.outbox.model import NOTIFY_CHANNEL, OUTBOX_TABLE
+from lkern_common.outbox.store import BACKLOG_SQL, OutboxBacklog, outbox_backlog
+from lkern_common.settings import ServiceSettings
+from lkern_common.web.health import CheckResult, ReadinessCheck
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+FETCH_SQL = f"""
+SELECT id, topic, key, payload::text AS payload, headers::text AS headers
+FROM {OUTBOX_TABLE} WHERE sent_at IS NULL ORDER BY id LIMIT $1
+"""
+MARK_SENT_SQL = f"UPDATE {OUTBOX_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
+CLEANUP_SQL = f"""
+DELETE FROM {OUTBOX_TABLE} WHERE id IN (
+    SELECT id FROM {OUTBOX_TABLE}
+    WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)
+    LIMIT $2
+)
+"""
+CLEANUP_CHUNK = 5000
+CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
+# Errors that mean "the broker cannot be reached now": stop handing further messages to the
+# producer in this round (each would wait for the same timeout).
+BROKER_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError)
+
+
+def advisory_lock_key(table: str = OUTBOX_TABLE) -> int:
+    """The 64-bit advisory lock key of the relay of ``table`` (stable across processes)."""
+    digest = hashlib.blake2b(f"lkern-outbox-relay:{table}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+LOCK_KEY = advisory_lock_key()
+
+
+# === TYPES ===
+class RelayRole(StrEnum):
+    """What a relay is doing now."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    STANDBY = "standby"
+    LEADER = "leader"
+
+
+@dataclass
+class RelayStatus:
+    """The relay's state, shown on /ready (``outbox`` check) and used by tests."""
+
+    role: RelayRole = RelayRole.STOPPED
+    broker: str = "unknown"  # "connected" | "unavailable" | "unknown"
+    published: int = 0  # events this relay published since it started
+    rounds: int = 0  # publish rounds (one batch of rows each) since it started
+    failures: int = 0  # failed rounds (broker or database) since it started
+    notifications: int = 0  # LISTEN/NOTIFY wake-ups received
+    leader_terms: int = 0  # how often this relay became the leader
+    last_error: str | None = None
+    last_published_at: datetime | None = None
+
+    def as_details(self) -> dict[str, Any]:
+        """The status as /ready shows it."""
+        return {
+            "relay": self.role.value,
+            "broker": self.broker,
+            "published": self.published,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_published_at": (
+                self.last_published_at.isoformat() if self.last_published_at else None
+            ),
+        }
+
+
+@dataclass
+class _Backoff:
+    """Exponential backoff with jitter: initial, 2×, 4× … up to a maximum."""
+
+    initial: float
+    maximum: float
+    attempt: int = field(default=0)
+
+    def next_delay(self) -> float:
+        delay: float = min(self.maximum, self.initial * (2.0**self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
+# === HELPERS ===
+def asyncpg_dsn(database_url: str) -> str:
+    """The asyncpg DSN (``postgresql://…``) of a SQLAlchemy database URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def _wait_any(seconds: float, *events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set or ``seconds`` have passed."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=max(seconds, 0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _describe(error: BaseException) -> str:
+    """``Class: message`` of an error, short enough for a log line and /ready."""
+    name = error.__class__.__name__
+    text = str(error).strip()
+    if not text or text == name:
+        return name
+    return (text if text.startswith(name) else f"{name}: {text}")[:500]
+
+
+# === RELAY ===
+class OutboxRelay:
+    """
+    Publishes the outbox of one service database to Kafka (see the module docstring).
+
+    ``start()`` spawns the relay task and returns at once (neither the database nor the broker
+    has to be up); ``stop()`` lets it finish the current round for up to
+    ``OUTBOX_STOP_GRACE_SECONDS``, then cancels it and closes its connection and producer.
+    ``topics`` are created (when missing) each time the relay connects to the broker.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        db: Database,
+        *,
+        topics: Sequence[str] = (),
+        producer_factory: ProducerFactory | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.topics = list(topics)
+        self.name = name or f"{settings.service_name}-outbox-relay"
+        self.status = RelayStatus()
+        self._dsn = asyncpg_dsn(settings.database_url)
+        self._producer_factory = producer_factory or (lambda: create_producer(settings))
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        """Start the relay task (no-op when ``OUTBOX_RELAY_ENABLED`` is false)."""
+        if self._task is not None:
+            return
+        if not self.settings.outbox_relay_enabled:
+            logger.info("Outbox relay disabled in this process (OUTBOX_RELAY_ENABLED=false)")
+            return
+        self._stopping.clear()
+        self.status = RelayStatus(role=RelayRole.CONNECTING)
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop the relay: finish the current round within the grace period, then cancel."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.settings.outbox_stop_grace_seconds)
+        except TimeoutError:
+            logger.warning("Outbox relay did not stop within the grace period: cancelling it")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception:  # the task never raises, but shutdown must go on regardless
+            logger.exception("Outbox relay ended with an error")
+        self._task = None
+        await self._close_producer()
+        self.status.role = RelayRole.STOPPED
+
+    @property
+    def running(self) -> bool:
+        """True while the relay task runs."""
+        return self._task is not None and not self._task.done()
+
+    # --- monitoring ---
+    async def backlog(self) -> OutboxBacklog:
+        """Unsent events of this database (any relay's)."""
+        return await outbox_backlog(self.db)
+
+    async def readiness(self) -> CheckResult:
+        """
+        Readiness details: the backlog and the relay's state. ``ok`` stays true while the
+        database answers: a broker outage does not make the service unready (writes go on and
+        the events wait in the outbox).
+        """
+        backlog = await self.backlog()
+        return CheckResult(ok=True, details={**backlog.as_details(), **self.status.as_details()})
+
+    def readiness_check(self) -> ReadinessCheck:
+        """The readiness check to register with ``add_readiness_check(app, "outbox", …)``."""
+        return self.readiness
+
+    # --- main loop ---
+    async def _run(self) -> None:
+        backoff = _Backoff(
+            self.settings.outbox_retry_backoff_seconds,
+            self.settings.outbox_retry_backoff_max_seconds,
+        )
+        while not self._stopping.is_set():
+            try:
+                await self._connection_term()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self._record_failure(exc)
+                delay = backoff.next_delay()
+                logger.warning(
+                    "Outbox relay: database connection failed (%s); retrying in %.1f s",
+                    _describe(exc),
+                    delay,
+                )
+                await _wait_any(delay, self._stopping)
+            except Exception as exc:  # a bug must not end publishing for good
+                self._record_failure(exc)
+                delay = backoff.next_delay()
+                logger.exception("Outbox relay failed; restarting it in %.1f s", delay)
+                await _wait_any(delay, self._stopping)
+        self.status.role = RelayRole.STOPPED
+
+    async def _connection_term(self) -> None:
+        """One dedicated connection's life: standby until leader, then lead until it ends."""
+        self.status.role = RelayRole.CONNECTING
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={"application_name": self.name[:63]},
+        )
+        try:
+            if await self._wait_for_leadership(connection):
+                await self._lead(connection)
+        finally:
+            was_leader = self.status.role == RelayRole.LEADER
+            self.status.role = RelayRole.CONNECTING
+            await self._close_producer()
+            await self._close_connection(connection)
+            if was_leader:
+                logger.info("Outbox relay %s gave up leadership", self.name)
+
+    async def _wait_for_leadership(self, connection: asyncpg.Connection) -> bool:
+        """Take the advisory lock (retrying as standby). False when stopping first."""
+        while not self._stopping.is_set():
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                self.status.role = RelayRole.LEADER
+                self.status.leader_terms += 1
+                logger.info("Outbox relay %s is the leader: it publishes the outbox", self.name)
+                return True
+            if self.status.role != RelayRole.STANDBY:
+                logger.info("Outbox relay %s is on standby (another relay leads)", self.name)
+            self.status.role = RelayRole.STANDBY
+            await _wait_any(self.settings.outbox_standby_retry_seconds, self._stopping)
+        return False
+
+    async def _lead(self, connection: asyncpg.Connection) -> None:
+        """Publish until stopping or until the connection fails (then the caller reconnects)."""
+        settings = self.settings
+        backoff = _Backoff(
+            settings.outbox_retry_backoff_seconds, settings.outbox_retry_backoff_max_seconds
+        )
+        await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        connection.add_termination_listener(self._on_terminated)
+        next_cleanup = time.monotonic()
+        next_backlog_check = time.monotonic() + settings.outbox_backlog_log_interval_seconds
+        backlog_warned = False
+
+        while not self._stopping.is_set():
+            if connection.is_closed():
+                raise ConnectionError("the relay's database connection was closed")
+            now = time.monotonic()
+            if now >= next_cleanup:
+                await self._cleanup(connection)
+                next_cleanup = now + settings.outbox_cleanup_interval_seconds
+            if now >= next_backlog_check:
+                backlog_warned = await self._log_backlog(connection, backlog_warned)
+                next_backlog_check = now + settings.outbox_backlog_log_interval_seconds
+
+            if self._producer is None:
+                try:
+                    await self._start_producer()
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    self._broker_failed(exc, backoff, "cannot connect to the broker")
+                    await _wait_any(backoff.next_delay(), self._stopping)
+                    continue
+
+            self._wake.clear()
+            rows = await connection.fetch(FETCH_SQL, settings.outbox_batch_size)
+            if not rows:
+                idle = min(
+                    settings.outbox_poll_interval_seconds,
+                    next_cleanup - time.monotonic(),
+                    next_backlog_check - time.monotonic(),
+                )
+                await _wait_any(idle, self._wake, self._stopping)
+                continue
+
+            sent_ids, error = await self._publish(rows)
+            self.status.rounds += 1
+            if sent_ids:
+                await connection.execute(MARK_SENT_SQL, sent_ids)
+                self.status.published += len(sent_ids)
+                self.status.last_published_at = datetime.now(UTC)
+            if error is None:
+                if self.status.broker != "connected":
+                    logger.info("Outbox relay: the broker is reachable again")
+                self.status.broker = "connected"
+                backoff.reset()
+            else:
+                self._broker_failed(
+                    error, backoff, f"{len(rows) - len(sent_ids)} of {len(rows)} events not sent"
+                )
+                await _wait_any(backoff.next_delay(), self._stopping)
+
+    # --- publishing ---
+    async def _start_producer(self) -> None:
+        await ensure_topics(self.settings, self.topics)
+        producer = self._producer_factory()
+        try:
+            await producer.start()
+        except BaseException:
+            await self._stop_producer(producer)
+            raise
+        self._producer = producer
+        self.status.broker = "connected"
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> tuple[list[int], Exception | None]:
+        """
+        Hand every row to the producer, then wait for all acknowledgements. Returns the ids that
+        may be marked sent (acknowledged, and no earlier message of the same key failed) and
+        the first error.
+        """
+        producer = self._producer
+        assert producer is not None
+        deliveries: list[asyncio.Future[Any] | Exception] = []
+        first_error: Exception | None = None
+        for row in rows:
+            if first_error is not None and isinstance(first_error, BROKER_UNREACHABLE):
+                deliveries.append(first_error)  # not handed over: it would wait just the same
+                continue
+            try:
+                headers = [
+                    (name, str(value).encode())
+                    for name, value in json.loads(row["headers"]).items()
+                ]
+                key = row["key"]
+                delivery = await producer.send(
+                    row["topic"],
+                    value=row["payload"].encode(),
+                    key=None if key is None else key.encode(),
+                    headers=headers,
+                )
+                deliveries.append(delivery)
+            except Exception as exc:  # this message could not be queued
+                first_error = first_error or exc
+                deliveries.append(exc)
+        pending = [item for item in deliveries if isinstance(item, asyncio.Future)]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        sent_ids: list[int] = []
+        failed_keys: set[str | None] = set()
+        for row, item in zip(rows, deliveries, strict=True):
+            if isinstance(item, Exception):
+                error: BaseException | None = item
+            elif item.cancelled():
+                error = asyncio.CancelledError()
+            else:
+                error = item.exception()
+            if error is not None or row["key"] in failed_keys:
+                failed_keys.add(row["key"])
+                if first_error is None and isinstance(error, Exception):
+                    first_error = error
+                continue
+            sent_ids.append(row["id"])
+        if first_error is None and len(sent_ids) < len(rows):  # pragma: no cover - defensive
+            first_error = RuntimeError("some events were not acknowledged")
+        return sent_ids, first_error
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._stop_producer(producer)
+
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), CLOSE_TIMEOUT_S)
+        except Exception as exc:
+            logger.warning("Outbox relay: closing the Kafka producer failed: %s", _describe(exc))
+
+    # --- housekeeping ---
+    async def _cleanup(self, connection: asyncpg.Connection) -> None:
+        """Delete rows sent longer ago than the retention period, in short chunks."""
+        retention = self.settings.outbox_retention_seconds
+        total = 0
+        while not self._stopping.is_set():
+            status = await connection.execute(CLEANUP_SQL, retention, CLEANUP_CHUNK)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < CLEANUP_CHUNK:
+                break
+        if total:
+            logger.info("Outbox cleanup deleted %d sent events older than %.0f s", total, retention)
+
+    async def _log_backlog(self, connection: asyncpg.Connection, warned: bool) -> bool:
+        """Warn while the oldest unsent event is older than the threshold. Returns 'warned'."""
+        row = await connection.fetchrow(BACKLOG_SQL)
+        assert row is not None
+        backlog = OutboxBacklog(pending=row["pending"], oldest_age_seconds=row["oldest_age"])
+        age = backlog.oldest_age_seconds
+        if age is not None and age >= self.settings.outbox_backlog_warn_seconds:
+            logger.warning(
+                "Outbox backlog: %s%d events wait, the oldest for %.0f s (broker %s; last error: "
+                "%s)",
+                "at least " if backlog.truncated else "",
+                backlog.pending,
+                age,
+                self.status.broker,
+                self.status.last_error,
+            )
+            return True
+        if warned:
+            logger.info("Outbox backlog is back to normal (%d events wait)", backlog.pending)
+        return False
+
+    async def _close_connection(self, connection: asyncpg.Connection) -> None:
+        if connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+        except Exception:
+            connection.terminate()
+
+    # --- callbacks and bookkeeping ---
+    def _on_notify(self, connection: Any, pid: int, channel: str, payload: object) -> None:
+        self.status.notifications += 1
+        self._wake.set()
+
+    def _on_terminated(self, connection: Any) -> None:
+        self._wake.set()
+
+    def _record_failure(self, error: BaseException) -> None:
+        self.status.failures += 1
+        self.status.last_error = _describe(error)
+
+    def _broker_failed(self, error: BaseException, backoff: _Backoff, what: str) -> None:
+        self._record_failure(error)
+        self.status.broker = "unavailable"
+        logger.warning(
+            "Outbox relay: %s (%s); events wait in the outbox, retry %d",
+            what,
+            _describe(error),
+            backoff.attempt + 1,
+        )

@@ -1,0 +1,100 @@
+"""
+================================================================
+FILE: store.py
+PATH: /libs/lkern-common/src/lkern_common/outbox/store.py
+DESCRIPTION: Write events to the outbox inside the caller's transaction; backlog and cleanup
+VERSION: v1.0.0
+UPDATED: 2026-11-26 15:00:00
+================================================================
+"""
+
+# === IMPORTS ===
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lkern_common.database import Database
+from lkern_common.events import EventEnvelope
+from lkern_common.outbox.model import OUTBOX_TABLE, OutboxEvent
+
+# === CONSTANTS ===
+# The backlog count stops here, so that /ready stays fast however big the backlog grows.
+BACKLOG_COUNT_LIMIT = 100_000
+BACKLOG_SQL = f"""
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {OUTBOX_TABLE} WHERE sent_at IS NULL LIMIT {BACKLOG_COUNT_LIMIT}
+    ) AS pending) AS pending,
+    (SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8
+       FROM {OUTBOX_TABLE} WHERE sent_at IS NULL ORDER BY id LIMIT 1) AS oldest_age
+"""
+
+
+# === WRITE ===
+def add_event(
+    session: AsyncSession,
+    topic: str,
+    key: str | None,
+    payload: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    *,
+    event_id: uuid.UUID | str | None = None,
+) -> OutboxEvent:
+    """
+    Add one event to the outbox in ``session``'s transaction: it is published after (and only
+    if) that transaction commits. ``payload`` becomes the Kafka value (JSON), ``key`` the
+    message key, ``headers`` the Kafka headers (text). ``event_id`` defaults to
+    ``payload["event_id"]``, else a new UUID. The row is inserted with the session's next
+    flush (at the latest when the transaction commits).
+    """
+    raw_id = event_id or payload.get("event_id") or uuid.uuid4()
+    row = OutboxEvent(
+        event_id=raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id)),
+        topic=topic,
+        key=key,
+        payload=to_jsonable_python(dict(payload)),
+        headers={name: str(value) for name, value in (headers or {}).items()},
+    )
+    session.add(row)
+    return row
+
+
+def add_envelope(session: AsyncSession, event: EventEnvelope) -> OutboxEvent:
+    """Add an event built by :func:`lkern_common.events.build_event` to the outbox."""
+    return add_event(
+        session, event.topic, event.key, event.payload, event.headers, event_id=event.event_id
+    )
+
+
+# === BACKLOG ===
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Unsent events: how many (at most ``BACKLOG_COUNT_LIMIT``) and the oldest one's age."""
+
+    pending: int
+    oldest_age_seconds: float | None
+
+    @property
+    def truncated(self) -> bool:
+        """True when there are at least ``BACKLOG_COUNT_LIMIT`` unsent events."""
+        return self.pending >= BACKLOG_COUNT_LIMIT
+
+    def as_details(self) -> dict[str, Any]:
+        """The backlog as /ready shows it."""
+        age = None if self.oldest_age_seconds is None else round(self.oldest_age_seconds, 3)
+        details: dict[str, Any] = {"pending": self.pending, "oldest_pending_age_seconds": age}
+        if self.truncated:
+            details["pending_is_lower_bound"] = True
+        return details
+
+
+async def outbox_backlog(db: Database) -> OutboxBacklog:
+    """The outbox's backlog, read with one short query from the pool (no transaction kept)."""
+    async with db.engine.connect() as connection:
+        row = (await connection.execute(text(BACKLOG_SQL))).one()
+    return OutboxBacklog(pending=int(row.pending), oldest_age_seconds=row.oldest_age)
