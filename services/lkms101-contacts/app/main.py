@@ -18,8 +18,10 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.database import Database
 from app.grpc.server import start_grpc_server
+from app.kafka.events import CONTACT_TOPICS
 from app.routers import contacts
 from lkern_common.logging_setup import configure_logging
+from lkern_common.outbox import OutboxRelay
 from lkern_common.web.app_factory import create_service_app
 from lkern_common.web.health import add_readiness_check, database_check
 
@@ -39,6 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings)
         app.state.db = db
         add_readiness_check(app, "database", database_check(db))
+        # Publishes contact events from the outbox (tolerates an absent broker: events wait).
+        relay = OutboxRelay(settings, db, topics=CONTACT_TOPICS)
+        app.state.outbox_relay = relay
+        add_readiness_check(app, "outbox", relay.readiness_check())
+        await relay.start()
         grpc_server = await start_grpc_server(settings, db)
         app.state.grpc_server = grpc_server
         try:
@@ -46,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             logger.info("Contacts service shutting down")
             await grpc_server.stop()
+            await relay.stop()
             await db.dispose()
 
     return create_service_app(

@@ -10,5 +10,6 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 from app.models.contact import Contact
+from lkern_common.outbox.model import OutboxEvent
 
-__all__ = ["Contact"]
+__all__ = ["Contact", "OutboxEvent"]

@@ -2,8 +2,8 @@
 ================================================================
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
-DESCRIPTION: Business logic for contacts: create, read, list, update, delete
-VERSION: v1.0.0
+DESCRIPTION: Business logic for contacts: create, read, list, update, delete (with events)
+VERSION: v1.1.0
 UPDATED: 2026-11-26 10:30:00
 ================================================================
 """
@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kafka.events import ContactEventType, contact_snapshot, record_contact_event
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactUpdate
 from lkern_common.errors import BadRequestError, NotFoundError
@@ -112,10 +113,13 @@ class ContactsService:
         return contacts, total
 
     async def create_contact(self, data: ContactCreate) -> Contact:
-        """Create a contact; DuplicateEmailError when the email is taken."""
+        """Create a contact (and its ContactCreated event); DuplicateEmailError when taken."""
         contact = Contact(**data.model_dump())
         self.session.add(contact)
         await self._flush(contact.email)
+        record_contact_event(
+            self.session, ContactEventType.CREATED, contact_snapshot(contact), contact.created_at
+        )
         logger.info("Created contact: %s", contact.id)
         return contact
 
@@ -131,16 +135,31 @@ class ContactsService:
         ]
         for field in changed:
             setattr(contact, field, getattr(data, field))
-        if changed:
+        if changed:  # a request that changes nothing writes nothing and publishes nothing
             await self._flush(contact.email)
+            assert contact.updated_at is not None  # set by the UPDATE, read back by RETURNING
+            record_contact_event(
+                self.session,
+                ContactEventType.UPDATED,
+                contact_snapshot(contact),
+                contact.updated_at,
+                changed_fields=changed,
+            )
             logger.info("Updated contact %s: %s", contact_id, ", ".join(changed))
         return contact, changed
 
     async def delete_contact(self, contact_id: int) -> Contact:
-        """Delete a contact (hard delete, as the standard); returns its last state."""
+        """Delete a contact (hard delete, as the standard) and record ContactDeleted."""
         contact = await self.get_contact(contact_id, for_update=True)
+        # The event carries the last state with the version a change would have given it, so
+        # that consumers comparing versions apply the delete after every earlier event.
+        snapshot = contact_snapshot(contact)
+        snapshot["version"] = contact.version + 1
         await self.session.delete(contact)
         await self.session.flush()
+        deleted_at = await self.session.scalar(select(func.now()))
+        assert deleted_at is not None
+        record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
         logger.info("Deleted contact: %s", contact_id)
         return contact
 
