@@ -1,0 +1,102 @@
+"""
+================================================================
+FILE: orders_service.py
+PATH: /services/lkms102-orders/app/grpc/orders_service.py
+DESCRIPTION: gRPC servicer implementation for orders (async, shares the app's database pool)
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import logging
+
+import grpc
+
+from app.database import Database
+from app.grpc import orders_pb2, orders_pb2_grpc
+from app.services.money import format_decimal
+from app.services.order_status import OrderStatus
+from app.services.orders_service import OrderNotFoundError, OrdersService, OrderView
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+# === CONVERSION ===
+def order_to_proto(view: OrderView) -> orders_pb2.Order:
+    """An order as the proto message (money as decimal strings, timestamps ISO 8601)."""
+    order = view.order
+    return orders_pb2.Order(
+        id=order.id,
+        number=order.number,
+        status=OrderStatus(order.status).value,
+        currency=order.currency,
+        lines=[
+            orders_pb2.OrderLine(
+                description=line.description,
+                quantity=format_decimal(line.quantity),
+                unit_price=format_decimal(line.unit_price),
+                line_total=format_decimal(line.line_total),
+            )
+            for line in order.lines
+        ],
+        total=format_decimal(order.total),
+        notes=order.notes or "",
+        contact=orders_pb2.OrderContact(
+            id=order.contact_id, name=view.contact_name, email=view.contact_email
+        ),
+        created_at=order.created_at.isoformat(),
+        updated_at=order.updated_at.isoformat() if order.updated_at else "",
+        version=order.version,
+    )
+
+
+# === SERVICER ===
+class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
+    """
+    gRPC servicer for orders (reads only). Each call runs in its own short read transaction on
+    the shared pool; unexpected errors become INTERNAL with a generic message (the server's
+    interceptor logs the details).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def GetOrder(
+        self, request: orders_pb2.GetOrderRequest, context: Context
+    ) -> orders_pb2.GetOrderResponse:
+        """Get order by ID; NOT_FOUND when it does not exist."""
+        try:
+            async with self.db.transaction() as session:
+                view = await OrdersService(session).get_order_view(request.id)
+        except OrderNotFoundError as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, error.message)
+        logger.debug("gRPC: Retrieved order %s", request.id)
+        return orders_pb2.GetOrderResponse(order=order_to_proto(view))
+
+    async def GetOrdersByContact(
+        self, request: orders_pb2.GetOrdersByContactRequest, context: Context
+    ) -> orders_pb2.GetOrdersByContactResponse:
+        """A page of the contact's orders by id; bad paging → INVALID_ARGUMENT."""
+        limit = request.limit or DEFAULT_LIMIT
+        if request.skip < 0 or not 1 <= limit <= MAX_LIMIT:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"skip must be >= 0 and limit between 1 and {MAX_LIMIT} "
+                f"(got skip={request.skip}, limit={request.limit})",
+            )
+        async with self.db.transaction() as session:
+            views, total = await OrdersService(session).get_orders_by_contact(
+                request.contact_id, skip=request.skip, limit=limit
+            )
+        logger.debug("gRPC: Retrieved %d orders of contact %s", len(views), request.contact_id)
+        return orders_pb2.GetOrdersByContactResponse(
+            orders=[order_to_proto(view) for view in views], total=total
+        )

@@ -1,0 +1,17 @@
+"""
+================================================================
+FILE: __init__.py
+PATH: /services/lkms102-orders/app/models/__init__.py
+DESCRIPTION: SQLAlchemy models of the orders service
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+from app.models.contact import ContactReadModel
+from app.models.order import Order, OrderLine
+from lkern_common.kafka.inbox import InboxEvent
+from lkern_common.outbox.model import OutboxEvent
+
+__all__ = ["ContactReadModel", "InboxEvent", "Order", "OrderLine", "OutboxEvent"]

@@ -1,0 +1,9 @@
+"""
+================================================================
+FILE: __init__.py
+PATH: /services/lkms102-orders/app/routers/__init__.py
+DESCRIPTION: REST routers of the orders service
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""

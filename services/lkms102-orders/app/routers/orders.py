@@ -1,0 +1,152 @@
+"""
+================================================================
+FILE: orders.py
+PATH: /services/lkms102-orders/app/routers/orders.py
+DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from app.database import SessionDep
+from app.schemas.order import (
+    INT32_MAX,
+    ContactSummary,
+    OrderCreate,
+    OrderLineResponse,
+    OrderResponse,
+    OrderStatusChange,
+    OrderUpdate,
+)
+from app.services.contact_directory import ContactDirectory
+from app.services.order_status import OrderStatus
+from app.services.orders_service import OrdersService, OrderView
+
+# === ROUTER ===
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+# === CONSTANTS ===
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Order not found"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The order's status does not allow this (the message names it)"}
+}
+CONTACT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The contact is unknown, inactive or deleted (reason from contacts)"},
+    503: {"description": "The contacts service is unavailable; nothing was changed"},
+}
+OrderId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Order ID")]
+
+
+# === DEPENDENCIES ===
+def get_orders_service(request: Request, session: SessionDep) -> OrdersService:
+    """The orders service bound to this request's transaction and the contacts client."""
+    return OrdersService(session, ContactDirectory(request.app.state.contacts_client))
+
+
+ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
+
+
+# === CONVERSION ===
+def order_response(view: OrderView) -> OrderResponse:
+    """An order with its contact as the REST response."""
+    order = view.order
+    return OrderResponse(
+        id=order.id,
+        number=order.number,
+        status=OrderStatus(order.status),
+        currency=order.currency,
+        lines=[OrderLineResponse.model_validate(line) for line in order.lines],
+        total=order.total,
+        notes=order.notes,
+        contact=ContactSummary(
+            id=order.contact_id, name=view.contact_name, email=view.contact_email
+        ),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        version=order.version,
+    )
+
+
+# === GET ALL ORDERS ===
+@router.get("/", response_model=list[OrderResponse])
+async def get_orders(
+    service: ServiceDep,
+    response: Response,
+    skip: int = Query(0, ge=0, description="Number of records to skip"),
+    limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
+    contact_id: int | None = Query(
+        None, ge=1, le=INT32_MAX, description="Only orders of this contact"
+    ),
+    status: OrderStatus | None = Query(None, description="Only orders in this status"),
+) -> list[OrderResponse]:
+    """
+    Get list of orders ordered by id, with optional filtering and pagination.
+    The number of all matching orders is in the `X-Total-Count` header.
+    """
+    views, total = await service.list_orders(
+        skip=skip, limit=limit, contact_id=contact_id, status=status
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [order_response(view) for view in views]
+
+
+# === GET ORDER BY ID ===
+@router.get("/{order_id}", response_model=OrderResponse, responses=NOT_FOUND)
+async def get_order(order_id: OrderId, service: ServiceDep) -> OrderResponse:
+    """Get order by ID (404 when it does not exist)."""
+    return order_response(await service.get_order_view(order_id))
+
+
+# === CREATE ORDER ===
+@router.post(
+    "/",
+    response_model=OrderResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses=CONTACT_ERRORS,
+)
+async def create_order(order: OrderCreate, service: ServiceDep) -> OrderResponse:
+    """
+    Create a draft order for a contact validated by lkms101-contacts: the service assigns the
+    number, computes line totals and the total (400 for an unknown, inactive or deleted
+    contact; 503 when contacts cannot be reached).
+    """
+    return order_response(await service.create_order(order))
+
+
+# === UPDATE ORDER ===
+@router.put("/{order_id}", response_model=OrderResponse, responses={**NOT_FOUND, **CONFLICT})
+async def update_order(order_id: OrderId, order: OrderUpdate, service: ServiceDep) -> OrderResponse:
+    """Edit a draft: `lines` replaces all lines, `notes` the notes (409 unless draft)."""
+    return order_response(await service.update_order(order_id, order))
+
+
+# === CHANGE STATUS ===
+@router.post(
+    "/{order_id}/status",
+    response_model=OrderResponse,
+    responses={**NOT_FOUND, **CONFLICT, **CONTACT_ERRORS},
+)
+async def change_order_status(
+    order_id: OrderId, change: OrderStatusChange, service: ServiceDep
+) -> OrderResponse:
+    """
+    Change the status: draft → confirmed → fulfilled, draft|confirmed → cancelled; anything
+    else is 409 naming the current status. Confirming validates the contact again.
+    """
+    return order_response(await service.change_status(order_id, change.status))
+
+
+# === DELETE ORDER ===
+@router.delete(
+    "/{order_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, **CONFLICT},
+)
+async def delete_order(order_id: OrderId, service: ServiceDep) -> None:
+    """Delete a draft order (409 for any other status: cancel it instead)."""
+    await service.delete_order(order_id)

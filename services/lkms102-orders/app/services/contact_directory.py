@@ -1,0 +1,87 @@
+"""
+================================================================
+FILE: contact_directory.py
+PATH: /services/lkms102-orders/app/services/contact_directory.py
+DESCRIPTION: The contacts service (lkms101) as orders sees it: validate and fetch over gRPC
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+
+Wraps the shared ``AsyncContactsClient`` (deadline and retries on UNAVAILABLE from its
+settings) and turns its outcomes into the orders service's errors:
+
+- contact unknown or inactive → ``ContactRejectedError`` (400) with the reason contacts gave;
+- contacts unreachable, too slow or failing → ``ContactsUnavailableError`` (503).
+"""
+
+# === IMPORTS ===
+import logging
+from typing import Protocol
+
+from app.services.contacts_read_model import ContactSnapshot
+from lkern_common.errors import BadRequestError, ServiceUnavailableError
+from lkern_common.grpc_clients.contacts import ContactsClientError, ContactValidation
+from lkern_common.grpc_contracts.contacts import contacts_pb2
+
+# === LOGGING ===
+logger = logging.getLogger(__name__)
+
+
+# === ERRORS ===
+class ContactRejectedError(BadRequestError):
+    """The contact cannot take orders (unknown, inactive or deleted): 400 with the reason."""
+
+
+class ContactsUnavailableError(ServiceUnavailableError):
+    """lkms101-contacts could not be asked: 503, nothing was changed."""
+
+    def __init__(self, contact_id: int) -> None:
+        super().__init__(
+            f"The contacts service is unavailable, so contact {contact_id} cannot be validated; "
+            "no order was changed. Try again later."
+        )
+
+
+# === CLIENT PROTOCOL ===
+class ContactsClientLike(Protocol):
+    """What the directory needs of ``AsyncContactsClient``."""
+
+    async def validate_contact_detailed(self, contact_id: int) -> ContactValidation: ...
+
+    async def get_contact(self, contact_id: int) -> contacts_pb2.Contact | None: ...
+
+
+# === DIRECTORY ===
+class ContactDirectory:
+    """Validation and lookup of contacts in lkms101-contacts."""
+
+    def __init__(self, client: ContactsClientLike) -> None:
+        self.client = client
+
+    async def validate(self, contact_id: int) -> None:
+        """ValidateContact: return when the contact may take orders, else raise (400 / 503)."""
+        try:
+            validation = await self.client.validate_contact_detailed(contact_id)
+        except ContactsClientError as error:
+            logger.warning("Cannot validate contact %s: %s", contact_id, error)
+            raise ContactsUnavailableError(contact_id) from error
+        if not validation.is_valid:
+            reason = validation.error_message or f"Contact {contact_id} is not valid"
+            raise ContactRejectedError(reason)
+
+    async def fetch(self, contact_id: int) -> ContactSnapshot | None:
+        """GetContact as a snapshot; None when contacts does not know the id (503 on failure)."""
+        try:
+            contact = await self.client.get_contact(contact_id)
+        except ContactsClientError as error:
+            logger.warning("Cannot fetch contact %s: %s", contact_id, error)
+            raise ContactsUnavailableError(contact_id) from error
+        if contact is None:
+            return None
+        return ContactSnapshot(
+            id=contact.id,
+            name=contact.name,
+            email=contact.email,
+            is_active=contact.is_active,
+            version=contact.version,
+        )
