@@ -579,6 +579,27 @@ async def test_offset_not_committed_when_stopped_mid_retry(harness: Harness) -> 
     assert await harness.dead_letters(expected=1, wait_s=1.0) == []
 
 
+async def test_cancelled_mid_handler_rolls_back_and_commits_nothing(harness: Harness) -> None:
+    entered = asyncio.Event()
+
+    async def hanging(session: AsyncSession, event: dict[str, Any]) -> None:
+        await harness.record(session, event)
+        entered.set()
+        await asyncio.sleep(3600)  # e.g. a call that never answers
+
+    await harness.produce(make_event())
+    consumer = harness.consumer({"ContactCreated": hanging})
+    task = asyncio.create_task(consumer.run())  # run() is also usable as a task of one's own
+    await asyncio.wait_for(entered.wait(), WAIT_S)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, WAIT_S)  # cancellation is not retried like an error
+    assert harness.attempts and set(harness.attempts.values()) == {1}
+    assert consumer.status.state == "stopped"
+    assert await harness.applied() == []
+    assert await harness.committed() is None
+
+
 async def test_unreachable_dead_letter_topic_keeps_the_message(harness: Harness) -> None:
     async def picky(session: AsyncSession, event: dict[str, Any]) -> None:
         if event.get("contact_id") == 666:

@@ -76,8 +76,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    retry_if_exception,
     retry_if_exception_type,
-    retry_if_not_exception_type,
     stop_after_attempt,
     stop_never,
     wait_exponential,
@@ -272,6 +272,16 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _retry_errors_except(*excluded: type[Exception]) -> retry_if_exception:
+    """
+    Retry on any ``Exception`` except ``excluded``. Never on ``CancelledError`` (a
+    ``BaseException``), which tenacity's ``retry_if_not_exception_type`` would retry.
+    """
+    return retry_if_exception(
+        lambda exc: isinstance(exc, Exception) and not isinstance(exc, excluded)
+    )
+
+
 def _header(record: Any, name: str) -> str | None:
     for key, value in record.headers or ():
         if key.lower() == name and value is not None:
@@ -435,7 +445,7 @@ class IdempotentConsumer:
         self.status.state = "connecting"
         retrying = AsyncRetrying(
             stop=stop_never,
-            retry=retry_if_not_exception_type(_StopRequested),
+            retry=_retry_errors_except(_StopRequested),
             wait=wait_exponential(multiplier=0.5, max=CONNECT_RETRY_MAX_S),
             sleep=self._sleep,
             before_sleep=self._before_connect_retry,
@@ -670,9 +680,7 @@ class IdempotentConsumer:
 
         handler_retries = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
-            retry=retry_if_not_exception_type(
-                (_DatabaseUnavailable, _StopRequested, InvalidEventError)
-            ),
+            retry=_retry_errors_except(_DatabaseUnavailable, _StopRequested, InvalidEventError),
             wait=wait_exponential(multiplier=self._backoff_s, max=self._backoff_max_s),
             sleep=self._sleep,
             before_sleep=self._before_handler_retry,
@@ -783,7 +791,7 @@ class IdempotentConsumer:
             )
         retrying = AsyncRetrying(
             stop=stop_never,
-            retry=retry_if_not_exception_type(_StopRequested),
+            retry=_retry_errors_except(_StopRequested),
             wait=wait_exponential(
                 multiplier=max(self._backoff_s, MIN_BACKOFF_S), max=DEAD_LETTER_RETRY_MAX_S
             ),
