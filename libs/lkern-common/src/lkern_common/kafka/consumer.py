@@ -67,7 +67,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import exc as sa_exc
@@ -85,6 +85,7 @@ from tenacity import (
 
 from lkern_common.database import Database
 from lkern_common.kafka.inbox import InboxEvent, purge_inbox
+from lkern_common.kafka.producer import create_producer
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
@@ -322,8 +323,9 @@ class IdempotentConsumer:
     In an app's lifespan: ``await consumer.start()`` after the database is up, and
     ``await consumer.stop()`` before it is disposed. ``start()`` returns at once; the consumer
     connects in the background (and keeps trying while the broker is down).
-    ``consumer_options`` / ``producer_options`` are extra ``AIOKafkaConsumer`` /
-    ``AIOKafkaProducer`` arguments (the producer publishes to the dead-letter topic).
+    ``consumer_options`` are extra ``AIOKafkaConsumer`` arguments; ``producer_options`` extra
+    arguments of :func:`lkern_common.kafka.producer.create_producer` for the producer that
+    publishes to the dead-letter topic (made when first needed).
     """
 
     def __init__(
@@ -811,14 +813,11 @@ class IdempotentConsumer:
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         if self._producer is None:
-            options: dict[str, Any] = {
-                "bootstrap_servers": self._settings.kafka_bootstrap_servers,
-                "client_id": f"{self._settings.kafka_client_id}-dlq",
-                "acks": "all",
-                "enable_idempotence": self._settings.kafka_enable_idempotence,
-            }
-            options.update(self._producer_options)
-            producer = AIOKafkaProducer(**options)
+            producer = create_producer(
+                self._settings,
+                client_id=f"{self._settings.kafka_client_id}-dlq",
+                **self._producer_options,
+            )
             try:
                 await producer.start()
             except BaseException:
