@@ -319,6 +319,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_event_ap
     assert headers["x-dlq-original-topic"] == CONTACT_UPDATED_TOPIC
     _, headers = letters[f"{key}-{tag}-fields"]
     assert "invalid contact snapshot" in headers["x-dlq-error"]
+    # Unusable at once: no retries (the handler refuses it with InvalidEventError).
+    assert headers["x-dlq-reason"] == "invalid-envelope"
+    assert headers["x-dlq-attempts"] == "1"
     _, headers = letters[f"{key}-{tag}-type"]
     assert headers["x-dlq-reason"] == "no-handler"
     assert consumer.running
