@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.database import Database
 from app.main import create_app
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.broker import LocalBroker
+from lkern_devstack.testing import TestDatabase, running_broker
 
 # === CONSTANTS ===
 SERVICE_DIR = Path(__file__).resolve().parents[1]
@@ -37,9 +38,31 @@ def test_database() -> Iterator[TestDatabase]:
     database.drop()
 
 
+# === BROKER ===
 @pytest.fixture(scope="session")
-def settings(test_database: TestDatabase) -> Settings:
-    return Settings(database_url=test_database.url, environment="test", grpc_port=0)
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A local broker on a free port for this run (never the dev stack's: no stray events)."""
+    with running_broker(tmp_path_factory.mktemp("kafka") / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def settings(test_database: TestDatabase, kafka_broker: LocalBroker) -> Settings:
+    return Settings(
+        database_url=test_database.url,
+        environment="test",
+        grpc_port=0,
+        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
+        # The outbox relay, tuned for tests (tests/test_events.py): it never polls within a
+        # run, so only LISTEN/NOTIFY can wake it; a paused broker fails a round within 5 s
+        # and the relay retries within a second.
+        outbox_poll_interval_seconds=3600.0,
+        outbox_cleanup_interval_seconds=3600.0,
+        outbox_backlog_log_interval_seconds=3600.0,
+        kafka_request_timeout_ms=5000,
+        outbox_retry_backoff_max_seconds=1.0,
+        outbox_standby_retry_seconds=0.5,
+    )
 
 
 @pytest.fixture(autouse=True)

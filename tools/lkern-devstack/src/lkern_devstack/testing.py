@@ -2,7 +2,7 @@
 ================================================================
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
-DESCRIPTION: Test support shared by every service's tests: a fresh migrated database per run
+DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
 VERSION: v1.0.0
 UPDATED: 2026-11-26 10:30:00
 ================================================================
@@ -10,14 +10,23 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 import asyncio
+import contextlib
+import json
 import os
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import make_url
 
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
+from lkern_devstack.broker import LocalBroker, free_port
 
 # === CONSTANTS ===
 # The PostgreSQL server the tests use: the machine's own (CI and dev machines run one on 5432).
@@ -61,3 +70,153 @@ class TestDatabase:
             await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         finally:
             await connection.close()
+
+
+# === TEST BROKER ===
+@contextmanager
+def running_broker(log_file: Path | None = None) -> Iterator[LocalBroker]:
+    """
+    A local Kafka-protocol broker (Tansu, memory storage) on a free port for a test session.
+    Every service's conftest wraps it in a session fixture::
+
+        @pytest.fixture(scope="session")
+        def kafka_broker(tmp_path_factory):
+            with running_broker(tmp_path_factory.mktemp("kafka") / "tansu.log") as broker:
+                yield broker
+
+    Simulate an outage with ``broker.pause()`` / ``broker.resume()``, never a restart (a restart
+    wipes every topic).
+    """
+    with LocalBroker(port=free_port(), log_file=log_file) as broker:
+        yield broker
+
+
+# === EVENT COLLECTOR ===
+@dataclass(frozen=True)
+class CollectedEvent:
+    """One Kafka message as a test sees it: where it was, its key, JSON value and headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def event_id(self) -> str:
+        """The event's ``event_id`` (empty when the value has none)."""
+        return str(self.value.get("event_id", ""))
+
+
+class EventCollector:
+    """
+    Reads JSON events from ``topics`` in the background, from the earliest offset, with a
+    consumer group of its own (a unique id), and keeps them in arrival order (per partition
+    that is log order). Tests count what they got by ``event_id``, never with end offsets
+    (Tansu's high watermark is wrong after multi-record batches)::
+
+        async with EventCollector(broker.bootstrap_servers, topics) as collector:
+            events = await collector.wait_for(lambda got: len(got) >= 3)
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Iterable[str],
+        *,
+        group_id: str | None = None,
+        session_timeout_ms: int = 6000,
+    ) -> None:
+        self.topics = list(topics)
+        self.events: list[CollectedEvent] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Tansu does not wake a waiting fetch when data arrives: keep fetch waits short.
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id or f"test-collector-{uuid.uuid4().hex}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 6),
+            fetch_max_wait_ms=100,
+        )
+
+    async def start(self, within: float = 30.0) -> None:
+        """Join the group and wait until partitions are assigned; then collect."""
+        await self._consumer.start()
+        deadline = asyncio.get_running_loop().time() + within
+        while not self._consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                await self._consumer.stop()
+                raise TimeoutError(f"no partitions of {self.topics} assigned in {within} s")
+            await asyncio.sleep(0.05)
+        self._task = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Stop collecting and leave the group."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._consumer.stop()
+
+    async def _collect(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    self.events.append(
+                        CollectedEvent(
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            key=None if record.key is None else record.key.decode(),
+                            value=json.loads(record.value) if record.value else {},
+                            headers={name: value.decode() for name, value in record.headers},
+                        )
+                    )
+            if batches:
+                self._changed.set()
+
+    async def wait_for(
+        self, condition: Callable[[list[CollectedEvent]], bool], within: float = 30.0
+    ) -> list[CollectedEvent]:
+        """Wait until ``condition(events)`` holds; returns the events (TimeoutError otherwise)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not condition(self.events):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"condition not met within {within} s ({len(self.events)} events collected)"
+                )
+            if self._task is not None and self._task.done():
+                self._task.result()  # the collector died: raise its error
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+        return list(self.events)
+
+    def by_event_id(self) -> dict[str, list[CollectedEvent]]:
+        """The collected events grouped by ``event_id`` (more than one = a redelivery)."""
+        grouped: dict[str, list[CollectedEvent]] = {}
+        for event in self.events:
+            grouped.setdefault(event.event_id, []).append(event)
+        return grouped
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
