@@ -294,3 +294,9 @@ async def test_ready_is_503_when_the_database_does_not_answer(settings: Any) -> 
             assert down.json() == {
                 "detail": "Service temporarily unavailable: the database cannot be reached"
             }
+
+
+async def test_ids_and_offsets_beyond_integer_range_are_422(client: httpx.AsyncClient) -> None:
+    for url in (f"{API}99999999999", f"{API}0", f"{API}?skip=99999999999"):
+        response = await client.get(url)
+        assert response.status_code == 422, (url, response.text)

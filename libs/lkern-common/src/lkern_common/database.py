@@ -38,6 +38,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Largest value of a PostgreSQL INTEGER (ids, offsets): larger values from clients are refused
+# with a 422 instead of overflowing in the database.
+INT32_MAX = 2**31 - 1
+
+
 # === BASE ===
 class Base(DeclarativeBase):
     """Declarative base of every service's models (each service has its own database)."""

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from app.database import SessionDep
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactsService
+from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
 router = APIRouter(prefix="/contacts", tags=["contacts"])
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/contacts", tags=["contacts"])
 ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
     404: {"description": "Contact not found"},
 }
-ContactId = Annotated[int, Path(description="Contact ID")]
+ContactId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Contact ID")]
 
 
 # === DEPENDENCIES ===
@@ -41,7 +42,7 @@ ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
 async def get_contacts(
     service: ServiceDep,
     response: Response,
-    skip: int = Query(0, ge=0, description="Number of records to skip"),
+    skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
     is_active: bool | None = Query(None, description="Filter by active status"),
     q: str | None = Query(

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.database import Database
 from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
+from lkern_common.database import INT32_MAX
 from lkern_common.kafka.consumer import (
     DeadLetterReason,
     EventHandler,
@@ -45,7 +46,6 @@ CONTACT_TOPICS = (CONTACT_CREATED_TOPIC, CONTACT_UPDATED_TOPIC, CONTACT_DELETED_
 CONTACT_CREATED = "ContactCreated"
 CONTACT_UPDATED = "ContactUpdated"
 CONTACT_DELETED = "ContactDeleted"
-INT32_MAX = 2**31 - 1
 
 
 # === EVENT SCHEMA ===

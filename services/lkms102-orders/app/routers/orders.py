@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from app.database import SessionDep
 from app.schemas.order import (
-    INT32_MAX,
     ContactSummary,
     OrderCreate,
     OrderLineResponse,
@@ -26,6 +25,7 @@ from app.schemas.order import (
 from app.services.contact_directory import ContactDirectory
 from app.services.order_status import OrderStatus
 from app.services.orders_service import OrdersService, OrderView
+from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -77,7 +77,7 @@ def order_response(view: OrderView) -> OrderResponse:
 async def get_orders(
     service: ServiceDep,
     response: Response,
-    skip: int = Query(0, ge=0, description="Number of records to skip"),
+    skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
     contact_id: int | None = Query(
         None, ge=1, le=INT32_MAX, description="Only orders of this contact"

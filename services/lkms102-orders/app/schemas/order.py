@@ -37,12 +37,12 @@ from app.services.money import (
     order_total,
 )
 from app.services.order_status import OrderStatus
+from lkern_common.database import INT32_MAX
 
 # === CONSTANTS ===
 MAX_LINES = 500
 MAX_NOTES_LENGTH = 4000
 MAX_DESCRIPTION_LENGTH = 500
-INT32_MAX = 2**31 - 1
 
 # === TYPES ===
 # Input: a JSON string ("19.99") or number (19.99); NaN, Infinity and extra decimals → 422.

@@ -87,10 +87,17 @@ def service_config(settings: ContactsClientSettings) -> dict[str, Any]:
 
 
 def channel_options(settings: ContactsClientSettings) -> list[tuple[str, Any]]:
-    """Channel options: retries on, the service config above."""
+    """
+    Channel options: retries on, the service config above, and a short reconnect backoff so
+    that a restarted contacts service is used again within a second or two (gRPC's default
+    backoff grows to two minutes; callers meanwhile get a clear "unavailable").
+    """
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(service_config(settings))),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
 
 
