@@ -398,8 +398,8 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
         assert readiness.details["last_error"]
 
         with LocalBroker(port=port) as broker:  # the broker comes up: no relay restart
-            # (A consumer's metadata request would auto-create the topic with one partition:
-            # let the relay create it first.)
+            # (A subscribing consumer would make Tansu create the topic with its own default
+            # partition count: let the relay create it first.)
             await eventually(lambda: relay.status.broker == "connected", "the relay connects")
             async with EventCollector(broker.bootstrap_servers, [topic]) as collector:
                 got = await collector.wait_for(lambda events: len(events) >= 10, WAIT_S)
