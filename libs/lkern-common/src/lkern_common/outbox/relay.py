@@ -81,6 +81,9 @@ DELETE FROM {OUTBOX_TABLE} WHERE id IN (
 """
 CLEANUP_CHUNK = 5000
 CONNECT_TIMEOUT_S = 10.0
+# Any statement of the relay that takes longer means a dead connection (e.g. a network
+# partition without a reset): fail it, reconnect, compete for the lock again.
+COMMAND_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 5.0
 # Errors that mean "the broker cannot be reached now": stop handing further messages to the
 # producer in this round (each would wait for the same timeout).
@@ -303,6 +306,7 @@ class OutboxRelay:
         connection: asyncpg.Connection = await asyncpg.connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S,
             server_settings={"application_name": self.name[:63]},
         )
         try:
