@@ -1,0 +1,264 @@
+"""
+================================================================
+FILE: test_deploy_compose.py
+PATH: /tests/deploy/test_deploy_compose.py
+DESCRIPTION: deploy/docker-compose.yml: services, ports, order, health checks, wiring, settings
+VERSION: v1.0.0
+UPDATED: 2026-11-26 12:00:00
+================================================================
+"""
+
+# === IMPORTS ===
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import gen_env_example
+import pytest
+from conftest import SERVICES
+from deploy_support import COMPOSE_FILE, REPO_ROOT, service_environment, settings_from_env
+
+# === CONSTANTS ===
+DEBIAN_INSTALL = "apt-get update && apt-get install -y docker-compose"
+
+# What the compose file must set for each service (the standard's host names, production mode).
+REQUIRED_ENVIRONMENT: dict[str, dict[str, str]] = {
+    "lkms101-contacts": {
+        "ENVIRONMENT": "production",
+        "HTTP_PORT": "4101",
+        "GRPC_PORT": "5101",
+        "DATABASE_URL": "postgresql://postgres:postgres@lkms501-postgres:5432/lkms101_contacts",
+        "KAFKA_BOOTSTRAP_SERVERS": "lkms503-kafka:9093",
+        "KAFKA_ENABLE_IDEMPOTENCE": "true",
+        "CORS_ORIGINS": "http://localhost:4201",
+    },
+    "lkms102-orders": {
+        "ENVIRONMENT": "production",
+        "HTTP_PORT": "4102",
+        "GRPC_PORT": "5102",
+        "DATABASE_URL": "postgresql://postgres:postgres@lkms501-postgres:5432/lkms102_orders",
+        "KAFKA_BOOTSTRAP_SERVERS": "lkms503-kafka:9093",
+        "KAFKA_ENABLE_IDEMPOTENCE": "true",
+        "CORS_ORIGINS": "http://localhost:4201",
+        "CONTACTS_GRPC_TARGET": "lkms101-contacts:5101",
+    },
+}
+
+# Settings the compose file deliberately leaves at their defaults, and why. A new setting must
+# be either set in the compose file or added here: the test below fails until one is done.
+LEFT_AT_DEFAULT: dict[str, str] = {
+    # identity and logging
+    "SERVICE_NAME": "each service's default is its own name",
+    "SERVICE_VERSION": "the code's version",
+    "LOG_REQUESTS": "one access line per request is wanted in containers too",
+    # HTTP / gRPC
+    "HTTP_HOST": "0.0.0.0: every interface of the container",
+    "HTTP_WORKERS": "one process per container: scale with replicas",
+    "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
+    "GRPC_HOST": "0.0.0.0: every interface of the container",
+    "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    # database pool
+    "DB_POOL_SIZE": "10 + 20 overflow per replica fits PostgreSQL's default 100 connections",
+    "DB_MAX_OVERFLOW": "see DB_POOL_SIZE",
+    "DB_POOL_PRE_PING": "off: broken connections are invalidated and recycled",
+    "DB_POOL_RECYCLE_SECONDS": "30 min",
+    "DB_ECHO": "never in production",
+    # Kafka
+    "KAFKA_CLIENT_ID": "defaults to the service name",
+    "KAFKA_TOPIC_PARTITIONS": "3, the same as the broker's num.partitions",
+    "KAFKA_TOPIC_REPLICATION_FACTOR": "1: the compose stack has one broker (a cluster sets 3)",
+    "KAFKA_REQUEST_TIMEOUT_MS": "30 s, Kafka's usual",
+    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "10 s: a dead replica's partitions move quickly",
+    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "a third of the session timeout",
+    "KAFKA_CONSUMER_MAX_ATTEMPTS": "5 attempts, then the dead-letter topic",
+    "KAFKA_CONSUMER_RETRY_BACKOFF_MS": "0.2 s doubling",
+    "KAFKA_CONSUMER_RETRY_BACKOFF_MAX_MS": "up to 5 s",
+    "KAFKA_INBOX_RETENTION_DAYS": "30 days of processed event ids",
+    # transactional outbox relay
+    "OUTBOX_RELAY_ENABLED": "every replica runs a relay; one leads (advisory lock)",
+    "OUTBOX_POLL_INTERVAL_SECONDS": "fallback poll; LISTEN/NOTIFY wakes the relay",
+    "OUTBOX_BATCH_SIZE": "500 rows per round trip",
+    "OUTBOX_RETENTION_SECONDS": "sent rows kept 7 days",
+    "OUTBOX_CLEANUP_INTERVAL_SECONDS": "every 5 min",
+    "OUTBOX_STANDBY_RETRY_SECONDS": "2 s",
+    "OUTBOX_RETRY_BACKOFF_SECONDS": "0.5 s doubling",
+    "OUTBOX_RETRY_BACKOFF_MAX_SECONDS": "up to 30 s",
+    "OUTBOX_BACKLOG_WARN_SECONDS": "warn when an event waits over 1 min",
+    "OUTBOX_BACKLOG_LOG_INTERVAL_SECONDS": "repeat the warning every minute",
+    "OUTBOX_STOP_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    # orders: contacts gRPC client and contact events consumer
+    "CONTACTS_GRPC_TIMEOUT_SECONDS": "2 s deadline per call, retries included",
+    "CONTACTS_GRPC_MAX_ATTEMPTS": "3 attempts on UNAVAILABLE",
+    "CONTACTS_GRPC_INITIAL_BACKOFF_SECONDS": "0.1 s",
+    "CONTACTS_GRPC_MAX_BACKOFF_SECONDS": "1 s",
+    "CONTACTS_GRPC_BACKOFF_MULTIPLIER": "2",
+    "KAFKA_CONSUMER_ENABLED": "the read model of contacts is wanted",
+    "KAFKA_CONSUMER_GROUP_ID": "the standard's lkms102-orders-group",
+    "KAFKA_DLQ_TOPIC": "lkern.orders.dlq",
+}
+INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka"}
+
+
+# === HELPERS ===
+def depends_on(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """A service's depends_on as {service: condition}."""
+    value = compose["services"][name].get("depends_on", {})
+    assert isinstance(value, dict), f"{name}: use the long depends_on form with conditions"
+    return {key: item["condition"] for key, item in value.items()}
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+# === TESTS: SHAPE ===
+def test_compose_has_the_infrastructure_migrations_and_services(compose: dict[str, Any]) -> None:
+    expected = INFRASTRUCTURE | set(SERVICES) | {f"{name}-migrate" for name in SERVICES}
+    assert set(compose["services"]) == expected
+
+
+def test_postgres_15_with_a_volume_a_health_check_and_every_database(
+    compose: dict[str, Any],
+) -> None:
+    postgres = compose["services"]["lkms501-postgres"]
+    assert postgres["image"] == "postgres:15"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    # Over TCP: during initdb the temporary server listens on the Unix socket only.
+    assert "127.0.0.1" in postgres["healthcheck"]["test"]
+    volumes = postgres["volumes"]
+    data_volume = next(v.split(":")[0] for v in volumes if ":/var/lib/postgresql/data" in v)
+    assert data_volume in compose["volumes"], "the data is on a named volume"
+    init = next(v for v in volumes if "/docker-entrypoint-initdb.d/" in v)
+    script = (COMPOSE_FILE.parent / init.split(":")[0]).resolve()
+    created = set(re.findall(r"^CREATE DATABASE (\w+);", script.read_text(), re.MULTILINE))
+    assert created == {spec["database"] for spec in SERVICES.values()}
+
+
+def test_kafka_kraft_single_node_reachable_at_the_standard_address(
+    compose: dict[str, Any],
+) -> None:
+    kafka = compose["services"]["lkms503-kafka"]
+    env = {key: str(value) for key, value in kafka["environment"].items()}
+    assert kafka["image"].startswith("apache/kafka:")
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert "CLUSTER_ID" in env, "a fixed cluster id keeps the data volume valid"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@")
+    advertised: dict[str, str] = {}
+    for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","):
+        name, address = listener.split("://", 1)
+        advertised[address] = name
+    assert advertised["lkms503-kafka:9093"] == env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert any(":/var/lib/kafka/data" in volume for volume in kafka["volumes"])
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert "lkms503-kafka:9093" in " ".join(kafka["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_ports_health_check_and_start_order(service: str, compose: dict[str, Any]) -> None:
+    spec = compose["services"][service]
+    ports = SERVICES[service]
+    assert spec["ports"] == [f"{ports['http']}:{ports['http']}", f"{ports['grpc']}:{ports['grpc']}"]
+    assert spec["healthcheck"]["test"] == ["CMD", "python", "/opt/lkern/healthcheck.py"]
+    assert spec["restart"] == "unless-stopped"
+    conditions = depends_on(compose, service)
+    assert conditions["lkms501-postgres"] == "service_healthy"
+    assert conditions["lkms503-kafka"] == "service_healthy"
+    assert conditions[f"{service}-migrate"] == "service_completed_successfully"
+    if service == "lkms102-orders":
+        assert conditions["lkms101-contacts"] == "service_healthy"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_migration_step_runs_alembic_with_the_services_image_and_database(
+    service: str, compose: dict[str, Any]
+) -> None:
+    migrate = compose["services"][f"{service}-migrate"]
+    spec = compose["services"][service]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["image"] == spec["image"] and migrate["build"] == spec["build"]
+    assert migrate["build"]["dockerfile"] == f"services/{service}/Dockerfile"
+    assert (COMPOSE_FILE.parent / migrate["build"]["context"]).resolve() == REPO_ROOT
+    assert migrate.get("restart", "no") == "no"
+    assert depends_on(compose, f"{service}-migrate") == {"lkms501-postgres": "service_healthy"}
+    migrate_env = service_environment(compose, f"{service}-migrate")
+    assert migrate_env["DATABASE_URL"] == service_environment(compose, service)["DATABASE_URL"]
+
+
+# === TESTS: CONFIGURATION ===
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_sets_the_standard_host_names(service: str, compose: dict[str, Any]) -> None:
+    environment = service_environment(compose, service)
+    for key, value in REQUIRED_ENVIRONMENT[service].items():
+        assert environment.get(key) == value, f"{service}: {key}"
+    assert database_name(environment["DATABASE_URL"]) == SERVICES[service]["database"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_setting_is_set_in_compose_or_deliberately_left_at_its_default(
+    service: str,
+    compose: dict[str, Any],
+    service_configs: dict[str, gen_env_example.ServiceConfig],
+) -> None:
+    reads = set(service_configs[service].envs())
+    sets = set(service_environment(compose, service))
+    assert not sets - reads, f"compose sets variables {service} does not read (typo?)"
+    undecided = reads - sets - set(LEFT_AT_DEFAULT)
+    assert not undecided, (
+        f"{service} reads {sorted(undecided)}: set them in deploy/docker-compose.yml or add "
+        "them to LEFT_AT_DEFAULT in tests/deploy/test_deploy_compose.py with the reason"
+    )
+    both = sets & set(LEFT_AT_DEFAULT)
+    assert not both, f"{sorted(both)} are set in compose: remove them from LEFT_AT_DEFAULT"
+
+
+def test_every_setting_left_at_default_is_still_read(
+    service_configs: dict[str, gen_env_example.ServiceConfig],
+) -> None:
+    read = {env for config in service_configs.values() for env in config.envs()}
+    assert not set(LEFT_AT_DEFAULT) - read, "LEFT_AT_DEFAULT names settings no service reads"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_environment_is_valid_for_the_service_settings(
+    service: str, compose: dict[str, Any]
+) -> None:
+    settings = settings_from_env(service, service_environment(compose, service))
+    assert settings["environment"] == "production"
+    assert settings["http_port"] == SERVICES[service]["http"]
+    assert settings["grpc_port"] == SERVICES[service]["grpc"]
+    assert settings["database_url"].startswith("postgresql+asyncpg://postgres:postgres@")
+    assert settings["kafka_enable_idempotence"] is True
+    assert settings["cors_origins"] == ["http://localhost:4201"]
+
+
+def test_the_only_compose_variables_have_local_defaults() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    variables = set(re.findall(r"\$\{([A-Z_]+)(?::-[^}]*)?\}", text))
+    assert variables == {"POSTGRES_PASSWORD", "LKERN_IMAGE_TAG"}
+    assert "${POSTGRES_PASSWORD}" not in text, "every use of the password has its local default"
+
+
+# === TESTS: DOCKER COMPOSE ITSELF ===
+def test_docker_compose_accepts_the_file() -> None:
+    """`docker-compose config` validates the file against the compose schema (no engine needed)."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail(f"docker-compose is not installed; install it with: {DEBIAN_INSTALL}")
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "config", "--services"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "lkms101-contacts" in services and "lkms503-kafka" in services
