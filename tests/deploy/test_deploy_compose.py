@@ -118,6 +118,12 @@ def test_compose_has_the_infrastructure_migrations_and_services(compose: dict[st
     assert set(compose["services"]) == expected
 
 
+def test_every_image_has_a_version_tag(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        image, _, tag = str(spec["image"]).rpartition(":")
+        assert image and tag and tag != "latest", f"{name}: pin {spec['image']} to a version"
+
+
 def test_postgres_15_with_a_volume_a_health_check_and_every_database(
     compose: dict[str, Any],
 ) -> None:

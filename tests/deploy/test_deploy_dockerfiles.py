@@ -164,3 +164,25 @@ def test_parser_reads_the_stages_in_order() -> None:
     assert [stage.name for stage in stages] == ["builder", "runtime"]
     assert stages[0].commands[0].cmd == "FROM" and stages[1].commands[0].cmd == "FROM"
     assert stages[1].all("CMD") and not stages[0].all("CMD")
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_hadolint_style_rules(service: str, dockerfiles: dict[str, list[Stage]]) -> None:
+    """A few of hadolint's rules (hadolint itself is neither on PyPI nor in Debian)."""
+    for stage in dockerfiles[service]:
+        image, _, tag = stage.image.partition(":")
+        assert tag and tag != "latest", f"DL3006/DL3007: pin {image} to a version"
+        for command in stage.commands:
+            if command.cmd == "WORKDIR":
+                assert command.value[0].startswith("/"), "DL3000: absolute WORKDIR"
+            if command.cmd in {"CMD", "ENTRYPOINT"}:
+                assert command.json, "DL3025: JSON form, so that signals reach the process"
+            if command.cmd == "RUN":
+                text = " ".join(command.value)
+                assert "sudo " not in text, "DL3004: no sudo"
+                assert not text.startswith("cd ") and "&& cd " not in text, "DL3003: WORKDIR"
+                if "pip install" in text:
+                    assert stage.env().get("PIP_NO_CACHE_DIR") == "1", "DL3042: no pip cache"
+        assert not stage.all("ADD"), "DL3020: COPY, not ADD"
+        assert not stage.all("MAINTAINER"), "DL4000: deprecated"
+    assert len(dockerfiles[service][-1].all("CMD")) == 1, "DL4003: one CMD"
