@@ -13,7 +13,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test lint format typecheck unit grpc-gen bench clean
+.PHONY: help venv up test lint format typecheck unit grpc-gen requirements config-docs images bench clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -41,7 +41,7 @@ format: venv
 	$(BIN)/ruff format .
 
 typecheck: venv
-	$(MYPY) libs/lkern-common/src tools/lkern-devstack/src
+	$(MYPY) libs/lkern-common/src tools/lkern-devstack/src scripts deploy/healthcheck.py
 	@for service in $(SERVICES); do \
 		if [ -d $$service/app ]; then (cd $$service && $(MYPY) app) || exit 1; fi; \
 	done
@@ -53,12 +53,26 @@ unit: venv
 			(cd $$dir && $(PYTEST) -q -p no:cacheprovider tests) || exit 1; \
 		fi; \
 	done
+	@echo "=== tests: deployment files ==="
+	$(PYTEST) -q -p no:cacheprovider tests/deploy
+	@echo "=== tests: end to end (lkern up, both services, browser) ==="
+	$(PYTEST) -q -p no:cacheprovider tests/e2e
 
 test: lint typecheck unit
 
 # === CODE GENERATION ===
 grpc-gen: venv
 	$(BIN)/python scripts/gen_grpc.py
+
+requirements: venv  ## services/*/requirements.txt from uv.lock
+	$(BIN)/python scripts/gen_requirements.py
+
+config-docs: venv  ## services/*/.env.example and docs/configuration.md from the Settings classes
+	$(BIN)/python scripts/gen_env_example.py
+
+images:  ## needs a Docker engine
+	docker build -f services/lkms101-contacts/Dockerfile -t lkern/lkms101-contacts:local .
+	docker build -f services/lkms102-orders/Dockerfile -t lkern/lkms102-orders:local .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -32,7 +32,7 @@ from lkern_devstack.stack import (
 )
 
 # === CONSTANTS ===
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
 
 app = typer.Typer(

@@ -1,0 +1,147 @@
+"""
+================================================================
+FILE: conftest.py
+PATH: /tests/e2e/conftest.py
+DESCRIPTION: End-to-end fixtures: the real lkern up in a temporary folder on free ports
+VERSION: v1.0.0
+UPDATED: 2026-11-26 10:30:00
+================================================================
+"""
+
+# === IMPORTS ===
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from lkern_devstack.broker import free_port
+
+# === CONSTANTS ===
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LKERN = REPO_ROOT / ".venv" / "bin" / "lkern"
+READY_TIMEOUT_SECONDS = 120
+
+
+# === STACK ===
+@dataclass
+class RunningStack:
+    """A `lkern up` process, its ports and everything it printed."""
+
+    process: subprocess.Popen[str]
+    data_dir: Path
+    ports: dict[str, int]
+    output: list[str] = field(default_factory=list)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{service}_http_port']}"
+
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process of the stack: children of lkern and the servers it daemonised."""
+        found: dict[int, psutil.Process] = {}
+        try:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+        for candidate in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = " ".join(candidate.info["cmdline"] or [])
+            if str(self.data_dir) in cmdline:
+                found[candidate.pid] = candidate
+        return list(found.values())
+
+
+def _stack_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "LKERN_DATA_DIR"):
+        environment.pop(name, None)
+    return environment
+
+
+def start_stack(data_dir: Path | None = None, **port_overrides: int) -> RunningStack:
+    """Run `lkern up` with free ports and a new (or the given) data folder; return at once."""
+    if data_dir is None:
+        # PostgreSQL runs as an unprivileged user when we are root: the folder must be reachable.
+        data_dir = Path(tempfile.mkdtemp(prefix="lkern-e2e-"))
+        data_dir.chmod(0o755)
+    names = (
+        "contacts_http_port",
+        "contacts_grpc_port",
+        "orders_http_port",
+        "orders_grpc_port",
+        "postgres_port",
+        "kafka_port",
+    )
+    ports = {name: port_overrides.get(name) or free_port() for name in names}
+    args = [str(LKERN), "up", "--data-dir", str(data_dir)]
+    for name, port in ports.items():
+        args += [f"--{name.replace('_', '-')}", str(port)]
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_stack_environment(),
+        cwd=data_dir,
+    )
+    stack = RunningStack(process, data_dir, ports)
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def collect() -> None:
+        for line in stdout:
+            stack.output.append(line.rstrip("\n"))
+
+    threading.Thread(target=collect, daemon=True).start()
+    return stack
+
+
+def wait_until_ready(stack: RunningStack) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            assert stack.process.poll() is None, f"lkern up exited early:\n{stack.text()}"
+            try:
+                if all(
+                    client.get(f"{stack.url(name)}/ready").status_code == 200
+                    for name in ("contacts", "orders")
+                ) and any("Press Ctrl-C" in line for line in stack.output):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    raise AssertionError(f"the stack was not ready in time:\n{stack.text()}")
+
+
+def stop_stack(stack: RunningStack) -> None:
+    if stack.process.poll() is None:
+        stack.process.terminate()
+        try:
+            stack.process.wait(60)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+    for leftover in stack.descendants():
+        leftover.kill()
+    shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[RunningStack]:
+    """The whole system started by the real `lkern up`, shared by one test module."""
+    running = start_stack()
+    try:
+        wait_until_ready(running)
+        yield running
+    finally:
+        stop_stack(running)
