@@ -778,3 +778,40 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
         self._writers.difference_update((writer, upstream_writer))
+
+
+async def test_consumer_creates_its_topics_with_the_configured_partitions(
+    kafka_broker: LocalBroker, database_url: str
+) -> None:
+    """A consumer that starts before any producer creates its topics (and the DLQ) itself."""
+    suffix = uuid.uuid4().hex[:10]
+    topic, dlq = f"test.fresh.{suffix}", f"test.fresh.{suffix}.dlq"
+    settings = make_settings(kafka_broker, database_url, kafka_topic_partitions=3)
+    db = Database(settings)
+
+    async def ignore(session: AsyncSession, event: dict[str, Any]) -> None:
+        del session, event
+
+    consumer = IdempotentConsumer(
+        settings,
+        db,
+        topics=[topic],
+        group_id=f"g-{suffix}",
+        handlers={"ContactCreated": ignore},
+        dead_letter_topic=dlq,
+    )
+    await consumer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+    await admin.start()
+    try:
+
+        async def created() -> bool:
+            return {topic, dlq} <= set(await admin.list_topics())
+
+        await eventually(created, "the consumer created its topics")
+        described = await admin.describe_topics([topic])
+        assert len(described[0]["partitions"]) == 3
+    finally:
+        await admin.close()
+        await consumer.stop()
+        await db.dispose()

@@ -86,6 +86,7 @@ from tenacity import (
 from lkern_common.database import Database
 from lkern_common.kafka.inbox import InboxEvent, purge_inbox
 from lkern_common.kafka.producer import create_producer
+from lkern_common.kafka.topics import ensure_topics
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
@@ -458,6 +459,10 @@ class IdempotentConsumer:
 
     async def _start_consumer(self) -> None:
         settings = self._settings
+        # Create the subscribed topics and the dead-letter topic when missing, with the configured
+        # partitions: a consumer that starts before the producing service must neither wait for
+        # topics that appear later (clusters without auto-creation) nor get broker defaults.
+        await ensure_topics(settings, [*self._topics, self._dead_letter_topic])
         options: dict[str, Any] = {
             "bootstrap_servers": settings.kafka_bootstrap_servers,
             "client_id": settings.kafka_client_id,
