@@ -11,7 +11,7 @@ UPDATED: 2026-11-26 10:30:00
 # === IMPORTS ===
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -37,24 +37,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logger.info("Contacts service starting (REST on %s)", settings.http_port)
-        db = Database(settings)
-        app.state.db = db
-        add_readiness_check(app, "database", database_check(db))
-        # Publishes contact events from the outbox (tolerates an absent broker: events wait).
-        relay = OutboxRelay(settings, db, topics=CONTACT_TOPICS)
-        app.state.outbox_relay = relay
-        add_readiness_check(app, "outbox", relay.readiness_check())
-        await relay.start()
-        grpc_server = await start_grpc_server(settings, db)
-        app.state.grpc_server = grpc_server
-        try:
-            yield
-        finally:
-            logger.info("Contacts service shutting down")
-            await grpc_server.stop()
-            await relay.stop()
-            await db.dispose()
+        logger.info(
+            "Contacts service starting (REST on %s, gRPC on %s)",
+            settings.http_port,
+            settings.grpc_port,
+        )
+        # Every resource is registered as it starts and closed in reverse order, also when a
+        # later one fails to start.
+        async with AsyncExitStack() as stack:
+            db = Database(settings)
+            stack.push_async_callback(db.dispose)
+            app.state.db = db
+            add_readiness_check(app, "database", database_check(db))
+
+            # Publishes contact events from the outbox (tolerates an absent broker: events wait).
+            relay = OutboxRelay(settings, db, topics=CONTACT_TOPICS)
+            await relay.start()
+            stack.push_async_callback(relay.stop)
+            app.state.outbox_relay = relay
+            add_readiness_check(app, "outbox", relay.readiness_check())
+
+            grpc_server = await start_grpc_server(settings, db)
+            stack.push_async_callback(grpc_server.stop)
+            app.state.grpc_server = grpc_server
+
+            try:
+                yield
+            finally:
+                logger.info("Contacts service shutting down")
 
     return create_service_app(
         settings,
