@@ -15,11 +15,11 @@ MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
 .PHONY: help venv up test lint format typecheck unit grpc-gen requirements config-docs images bench clean
 
-help:
-	@grep -E '^#   make' Makefile | sed 's/^#   //'
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
 
 # === ENVIRONMENT ===
-venv: $(VENV)/.synced
+venv: $(VENV)/.synced  ## create/update .venv from uv.lock
 
 $(VENV)/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml tools/*/pyproject.toml services/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,25 +28,25 @@ $(VENV)/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml tools/*
 	@touch $@
 
 # === RUN ===
-up: venv
+up: venv  ## run the whole stack (DEMO=1 loads demo data once); Ctrl-C stops it
 	$(BIN)/lkern up $(if $(DEMO),--demo,)
 
 # === CHECKS ===
-lint: venv
+lint: venv  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: venv
+format: venv  ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: venv
+typecheck: venv  ## mypy --strict on the library, tools, scripts and each service's app
 	$(MYPY) libs/lkern-common/src tools/lkern-devstack/src scripts deploy/healthcheck.py
 	@for service in $(SERVICES); do \
 		if [ -d $$service/app ]; then (cd $$service && $(MYPY) app) || exit 1; fi; \
 	done
 
-unit: venv
+unit: venv  ## every test suite (library, devstack, services, deployment files, end to end)
 	@for dir in $(PACKAGES) $(SERVICES); do \
 		if [ -d $$dir/tests ]; then \
 			echo "=== tests: $$dir ==="; \
@@ -58,10 +58,10 @@ unit: venv
 	@echo "=== tests: end to end (lkern up, both services, browser) ==="
 	$(PYTEST) -q -p no:cacheprovider tests/e2e
 
-test: lint typecheck unit
+test: lint typecheck unit  ## lint, typecheck and every test
 
 # === CODE GENERATION ===
-grpc-gen: venv
+grpc-gen: venv  ## regenerate gRPC code from the services' proto files
 	$(BIN)/python scripts/gen_grpc.py
 
 requirements: venv  ## services/*/requirements.txt from uv.lock
@@ -70,9 +70,9 @@ requirements: venv  ## services/*/requirements.txt from uv.lock
 config-docs: venv  ## services/*/.env.example and docs/configuration.md from the Settings classes
 	$(BIN)/python scripts/gen_env_example.py
 
-images:  ## needs a Docker engine
+images:  ## build both service images (needs a Docker engine)
 	docker build -f services/lkms101-contacts/Dockerfile -t lkern/lkms101-contacts:local .
 	docker build -f services/lkms102-orders/Dockerfile -t lkern/lkms102-orders:local .
 
-clean:
+clean:  ## remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache
