@@ -37,7 +37,9 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lkern_common.database import Database
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -345,3 +347,27 @@ class GrpcServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+# === SERVICE SERVER ===
+async def start_service_grpc_server(
+    settings: ServiceSettings,
+    db: Database,
+    add_to_server: AddServicerFn[ServicerT],
+    servicer: ServicerT,
+    service_name: str,
+) -> GrpcServer:
+    """
+    Start a service's gRPC server the way every L-KERN service runs it: on GRPC_HOST:GRPC_PORT
+    with health (SERVING only while the database answers, re-checked every few seconds),
+    reflection, request ids and graceful stop. The caller's lifespan stops it.
+    """
+    server = GrpcServer(
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        grace_seconds=settings.grpc_grace_seconds,
+    )
+    server.add_servicer(add_to_server, servicer, service_name)
+    await server.start(serving=await db.ping())
+    server.health_watch(db.ping, DEFAULT_HEALTH_INTERVAL_SECONDS)
+    return server

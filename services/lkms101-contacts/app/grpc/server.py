@@ -13,33 +13,22 @@ from app.config import Settings
 from app.database import Database
 from app.grpc import contacts_pb2_grpc
 from app.grpc.contacts_service import ContactsServicer
-from lkern_common.grpc_server import GrpcServer
+from lkern_common.grpc_server import GrpcServer, start_service_grpc_server
 
 # === CONSTANTS ===
 SERVICE_NAME = "contacts.ContactsService"
-HEALTH_CHECK_INTERVAL_SECONDS = 5.0
 
 
 # === SERVER ===
-def create_grpc_server(settings: Settings, db: Database) -> GrpcServer:
-    """
-    The contacts gRPC server on GRPC_HOST:GRPC_PORT (5101). Health reports SERVING only while
-    the database answers; reflection lists the service for grpcurl-style tools.
-    """
-    server = GrpcServer(
-        host=settings.grpc_host,
-        port=settings.grpc_port,
-        grace_seconds=settings.grpc_grace_seconds,
-    )
-    server.add_servicer(
-        contacts_pb2_grpc.add_ContactsServiceServicer_to_server, ContactsServicer(db), SERVICE_NAME
-    )
-    return server
-
-
 async def start_grpc_server(settings: Settings, db: Database) -> GrpcServer:
-    """Build and start the server, and keep its health in step with the database."""
-    server = create_grpc_server(settings, db)
-    await server.start(serving=await db.ping())
-    server.health_watch(db.ping, HEALTH_CHECK_INTERVAL_SECONDS)
-    return server
+    """
+    The contacts gRPC server on GRPC_HOST:GRPC_PORT (5101), sharing the app's pool. Health
+    reports SERVING only while the database answers; reflection lists the service.
+    """
+    return await start_service_grpc_server(
+        settings,
+        db,
+        contacts_pb2_grpc.add_ContactsServiceServicer_to_server,
+        ContactsServicer(db),
+        SERVICE_NAME,
+    )
