@@ -10,6 +10,7 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.database import Database
@@ -100,3 +101,18 @@ async def test_delete_returns_last_state(db: Database) -> None:
     assert deleted.email == "gone@example.com"
     async with db.transaction() as session:
         assert await ContactsService(session).find_contact(contact.id) is None
+
+
+async def test_search_uses_the_trigram_indexes(session: AsyncSession) -> None:
+    """`q` must stay fast at a million contacts: the planner can answer it from pg_trgm indexes."""
+    from sqlalchemy import text
+
+    from app.models.contact import Contact
+    from app.services.contacts_service import _list_filters
+
+    await session.execute(text("SET LOCAL enable_seqscan = off"))
+    query = select(Contact).where(*_list_filters(None, "peter"))
+    compiled = query.compile(session.bind, compile_kwargs={"literal_binds": True})  # type: ignore[arg-type]
+    plan = "\n".join((await session.execute(text(f"EXPLAIN {compiled}"))).scalars())
+    assert "ix_contacts_name_trgm" in plan, plan
+    assert "ix_contacts_email_trgm" in plan, plan
