@@ -41,7 +41,7 @@ format: venv  ## ruff fix and format
 	$(BIN)/ruff format .
 
 typecheck: venv  ## mypy --strict on the library, tools, scripts and each service's app
-	$(MYPY) libs/lkern-common/src tools/lkern-devstack/src scripts deploy/healthcheck.py
+	$(MYPY) libs/lkern-common/src tools/lkern-devstack/src scripts deploy/healthcheck.py bench
 	@for service in $(SERVICES); do \
 		if [ -d $$service/app ]; then (cd $$service && $(MYPY) app) || exit 1; fi; \
 	done
@@ -59,6 +59,10 @@ unit: venv  ## every test suite (library, devstack, services, deployment files, 
 	$(PYTEST) -q -p no:cacheprovider tests/e2e
 
 test: lint typecheck unit  ## lint, typecheck and every test
+
+# === BENCHMARK ===
+bench: venv  ## benchmark suite on its own stack, ~7 min (not part of test; BENCH_ARGS="--seconds 3")
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # === CODE GENERATION ===
 grpc-gen: venv  ## regenerate gRPC code from the services' proto files

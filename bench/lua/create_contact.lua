@@ -1,0 +1,24 @@
+-- ================================================================
+-- FILE: create_contact.lua
+-- PATH: /bench/lua/create_contact.lua
+-- DESCRIPTION: wrk: POST /api/v1/contacts/ with a unique email per request (args: run nonce)
+-- VERSION: v1.0.0
+-- UPDATED: 2026-11-26 18:00:00
+-- ================================================================
+dofile("common.lua")
+
+local nonce
+local sequence = 0
+
+function init(args)
+  common_init(args)
+  nonce = args[1]
+end
+
+function request()
+  sequence = sequence + 1
+  local body = string.format(
+    '{"name": "Bench Contact %d", "email": "bench-%s-%d-%d@example.com", "phone": "+421 900 123 456"}',
+    sequence, nonce, thread_id, sequence)
+  return wrk.format("POST", "/api/v1/contacts/", { ["Content-Type"] = "application/json" }, body)
+end

@@ -1,0 +1,516 @@
+"""
+================================================================
+FILE: run.py
+PATH: /bench/run.py
+DESCRIPTION: make bench: starts a stack, seeds it, measures everything, prints one table + JSON
+VERSION: v1.0.0
+UPDATED: 2026-11-26 18:00:00
+================================================================
+
+Usage (from the repository root; docs/performance.md explains every figure):
+
+    .venv/bin/python -m bench.run                    # the full run (about 6 minutes)
+    .venv/bin/python -m bench.run --seconds 3        # a quick run
+    .venv/bin/python -m bench.run --service-env HTTP_WORKERS=2 --label workers2
+    .venv/bin/python -m bench.run --contacts-url http://127.0.0.1:4101 --orders-url … (a stack
+        that already runs; see --help)
+
+The table marks each budget line PASS or FAIL; the JSON file (bench/results/, git-ignored) holds
+every figure. The exit code is 0 even when a budget line fails: the bench reports, it does not
+judge a build.
+"""
+
+# === IMPORTS ===
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from bench.events import (
+    BurstResult,
+    LatencyResult,
+    measure_burst,
+    measure_latency,
+    percentile,
+    wait_until_quiet,
+)
+from bench.memory import MemorySampler
+from bench.pgbench import INSERT_EMAIL_PREFIX, PgbenchResult, run_pgbench
+from bench.seed import seed
+from bench.stack import REPO_ROOT, BenchStack, StackTargets, given_targets, listening_pid
+from bench.wrk import WrkResult, ensure_wrk, run_wrk
+
+# === CONSTANTS ===
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+CONTACTS = 100_000
+ORDERS = 100_000
+PAGE = 100
+# REST scenarios: name → (Lua script, service, pgbench limit script or None)
+REST_READS = {
+    "GET contact": ("get_contact", "contacts", "pk"),
+    "list 100 contacts": ("list_contacts", "contacts", "page"),
+    "GET order": ("get_order", "orders", None),
+}
+REST_WRITES = {
+    "POST contact": ("create_contact", "contacts", "insert"),
+    "POST order": ("create_order", "orders", None),
+}
+CONCURRENCY = (16, 64, 256)
+PGBENCH_CLIENTS = (16, 64)
+# Before each load run the machine must be this idle (% of all CPUs, over half a second).
+IDLE_CPU_PERCENT = 20.0
+SETTLE_LIMIT_S = 30.0
+
+
+# === BUDGET ===
+@dataclass(frozen=True)
+class Budget:
+    """The performance budget of issue 7 (docs/performance.md)."""
+
+    get_contact_ratio: float = 0.07
+    list_ratio: float = 0.15
+    create_ratio: float = 0.06
+    p99_ms: tuple[tuple[int, float], ...] = ((64, 100.0), (256, 500.0))
+    by_ids_contacts_per_s: float = 20_000
+    event_p99_ms: float = 150.0
+    burst_s: float = 10.0
+    rss_mib: float = 150.0
+    startup_s: float = 15.0
+
+
+BUDGET = Budget()
+RATIO_BUDGET = {
+    "GET contact": BUDGET.get_contact_ratio,
+    "list 100 contacts": BUDGET.list_ratio,
+    "POST contact": BUDGET.create_ratio,
+}
+
+
+# === REPORT ===
+@dataclass
+class Row:
+    """One line of the table."""
+
+    figure: str
+    value: str
+    compared: str = ""
+    budget: str = ""
+    result: str = ""  # PASS, FAIL or ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, figure: str, value: str, compared: str = "", budget: str = "") -> Row:
+        row = Row(figure, value, compared, budget)
+        self.rows.append(row)
+        print(f"  {figure}: {value} {compared}".rstrip(), flush=True)
+        return row
+
+    def check(self, row: Row, ok: bool) -> None:
+        row.result = "PASS" if ok else "FAIL"
+
+    def table(self) -> str:
+        headers = ("figure", "value", "limit / ratio", "budget", "result")
+        cells = [headers] + [(r.figure, r.value, r.compared, r.budget, r.result) for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        lines = []
+        for index, row in enumerate(cells):
+            lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+            if index == 0:
+                lines.append("  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def settle(report: Report, what: str) -> None:
+    """
+    Wait (at most ``SETTLE_LIMIT_S``) until the machine is nearly idle, so that the tail of the
+    previous run, or another program on the machine, does not eat into the next run. When it
+    never gets idle the run goes on, and the JSON notes how busy the machine was.
+    """
+    deadline = time.monotonic() + SETTLE_LIMIT_S
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy > IDLE_CPU_PERCENT and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=0.5)
+    if busy > IDLE_CPU_PERCENT:
+        print(f"  (warning: the machine is {busy:.0f}% busy before {what})", flush=True)
+        report.data.setdefault("busy_before", {})[what] = busy
+
+
+# === STEPS ===
+def measure_pgbench(
+    targets: StackTargets, seconds: float, report: Report
+) -> dict[tuple[str, int], PgbenchResult]:
+    section("limits: pgbench against the contacts database")
+    limits: dict[tuple[str, int], PgbenchResult] = {}
+    variables = {"max_id": CONTACTS, "max_skip": CONTACTS - PAGE}
+    for script in ("pk", "page", "insert"):
+        for clients in PGBENCH_CLIENTS:
+            settle(report, f"pgbench {script} c={clients}")
+            result = run_pgbench(
+                script,
+                host=targets.pg_host,
+                port=targets.pg_port,
+                database="lkms101_contacts",
+                clients=clients,
+                seconds=seconds,
+                variables=variables,
+            )
+            limits[(script, clients)] = result
+            report.add(
+                f"pgbench {script} c={clients}",
+                f"{result.tps:,.0f} tps",
+                f"avg {result.latency_ms:.2f} ms",
+            )
+    asyncio.run(_delete_pgbench_rows(targets))
+    report.data["pgbench"] = [asdict(result) for result in limits.values()]
+    return limits
+
+
+async def _delete_pgbench_rows(targets: StackTargets) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(targets.contacts_db)
+    try:
+        await connection.execute(
+            "DELETE FROM contacts WHERE email LIKE $1", f"{INSERT_EMAIL_PREFIX}%"
+        )
+        await connection.execute("VACUUM ANALYZE contacts")
+    finally:
+        await connection.close()
+
+
+def measure_rest(
+    scenarios: dict[str, tuple[str, str, str | None]],
+    targets: StackTargets,
+    seconds: float,
+    limits: dict[tuple[str, int], PgbenchResult],
+    report: Report,
+    *,
+    writes: bool,
+) -> None:
+    nonce = uuid.uuid4().hex[:8]
+    urls = {"contacts": targets.contacts_url, "orders": targets.orders_url}
+    for name, (script, service, limit_script) in scenarios.items():
+        section(f"REST {name}")
+        for connections in CONCURRENCY:
+            args = {
+                "get_contact": [str(CONTACTS)],
+                "list_contacts": [str(CONTACTS - PAGE)],
+                "create_contact": [f"{nonce}c{connections}"],
+                "get_order": [str(ORDERS)],
+                "create_order": [str(CONTACTS)],
+            }[script]
+            settle(report, f"{name} c={connections}")
+            result = run_wrk(
+                name, script, urls[service], connections=connections, seconds=seconds, args=args
+            )
+            report.data.setdefault("rest", []).append(asdict(result))
+            _rest_rows(name, result, limits.get((limit_script or "", connections)), report)
+            if writes:
+                waited = asyncio.run(wait_until_quiet(targets))
+                report.data.setdefault("quiet_waits_s", []).append(round(waited, 2))
+
+
+def _rest_rows(name: str, result: WrkResult, limit: PgbenchResult | None, report: Report) -> None:
+    c = result.connections
+    compared = ""
+    budget = ""
+    ratio = None
+    if limit is not None:
+        ratio = result.rps / limit.tps
+        compared = f"{ratio:.1%} of pgbench {limit.script} ({limit.tps:,.0f})"
+    row = report.add(
+        f"{name} c={c}",
+        f"{result.rps:,.0f} req/s  p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
+        f"errors {result.errors}",
+        compared,
+    )
+    checks: list[bool] = []
+    wanted_ratio = RATIO_BUDGET.get(name)
+    if c == 16 and wanted_ratio is not None and ratio is not None:
+        budget = f"≥ {wanted_ratio:.0%}"
+        checks.append(ratio >= wanted_ratio)
+    for connections, p99_limit in BUDGET.p99_ms:
+        if c == connections:
+            budget = f"0 errors, p99 < {p99_limit:.0f} ms"
+            checks.append(result.errors == 0 and result.p99_ms < p99_limit)
+    if checks:
+        row.budget = budget
+        report.check(row, all(checks))
+
+
+def measure_grpc(targets: StackTargets, seconds: float, clients: int, report: Report) -> None:
+    section(f"gRPC (load from {clients} client process(es))")
+    for method, concurrency in (("GetContact", 16), ("GetContactsByIds", 16)):
+        per_client = max(1, concurrency // clients)
+        settle(report, f"gRPC {method}")
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.grpc_load",
+                    "--target",
+                    targets.contacts_grpc,
+                    "--method",
+                    method,
+                    "--concurrency",
+                    str(per_client),
+                    "--seconds",
+                    str(seconds),
+                    "--max-id",
+                    str(CONTACTS),
+                ],
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(clients)
+        ]
+        outputs = [
+            json.loads(process.communicate(timeout=seconds + 60)[0]) for process in processes
+        ]
+        calls = sum(output["calls"] for output in outputs)
+        errors = sum(output["errors"] for output in outputs)
+        contacts = sum(output["contacts"] for output in outputs)
+        elapsed = max(output["seconds"] for output in outputs)
+        latencies = [value for output in outputs for value in output["latencies_ms"]]
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        summary = {
+            "method": method,
+            "concurrency": per_client * clients,
+            "client_processes": clients,
+            "calls_per_s": calls / elapsed,
+            "contacts_per_s": contacts / elapsed,
+            "errors": errors,
+            "p50_ms": p50,
+            "p99_ms": p99,
+        }
+        report.data.setdefault("grpc", []).append(summary)
+        label = f"gRPC {method} c={per_client * clients}"
+        text = (
+            f"{calls / elapsed:,.0f} calls/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  errors {errors}"
+        )
+        if method == "GetContactsByIds":
+            row = report.add(label, f"{contacts / elapsed:,.0f} contacts/s", text)
+            row.budget = f"≥ {BUDGET.by_ids_contacts_per_s:,.0f} contacts/s"
+            report.check(row, contacts / elapsed >= BUDGET.by_ids_contacts_per_s and errors == 0)
+        else:
+            report.add(label, text)
+
+
+def measure_events(targets: StackTargets, seconds: float, burst: int, report: Report) -> None:
+    section("events: contact change → orders read model")
+    asyncio.run(wait_until_quiet(targets))
+    settle(report, "event latency")
+    latency: LatencyResult = asyncio.run(
+        measure_latency(targets, rate=100, seconds=seconds, first_id=1)
+    )
+    report.data["event_latency"] = asdict(latency)
+    row = report.add(
+        f"event latency at {latency.rate:.0f} changes/s",
+        f"p50 {latency.p50_ms:.0f} ms  p99 {latency.p99_ms:.0f} ms  max {latency.max_ms:.0f} ms",
+        f"{latency.changes} changes, sent at {latency.achieved_rate:.0f}/s, "
+        f"{latency.http_errors} errors",
+        f"p99 < {BUDGET.event_p99_ms:.0f} ms",
+    )
+    report.check(row, latency.p99_ms < BUDGET.event_p99_ms and latency.http_errors == 0)
+
+    asyncio.run(wait_until_quiet(targets))
+    settle(report, "event burst")
+    result: BurstResult = asyncio.run(
+        measure_burst(targets, count=burst, first_id=CONTACTS // 10 + 1)
+    )
+    report.data["event_burst"] = {**asdict(result), "applied_per_s": result.applied_per_s}
+    row = report.add(
+        f"burst of {result.changes:,} changes",
+        f"published {result.published_s:.1f} s  applied {result.applied_s:.1f} s",
+        f"{result.applied_per_s:,.0f} events/s (written in {result.write_s:.1f} s)",
+        f"applied ≤ {BUDGET.burst_s:.0f} s",
+    )
+    report.check(row, result.applied_s <= BUDGET.burst_s)
+
+
+def memory_rows(sampler: MemorySampler, report: Report) -> None:
+    section("memory")
+    sampler.sample()
+    peaks = sampler.service_peaks()
+    report.data["memory"] = {
+        service: [asdict(peak) for peak in items] for service, items in peaks.items()
+    }
+    for service, items in sorted(peaks.items()):
+        for peak in sorted(items, key=lambda p: (p.role, p.pid)):
+            row = report.add(
+                f"peak RSS {service} ({peak.role} {peak.pid})",
+                f"{peak.peak_rss_mib:.0f} MiB",
+                budget=f"< {BUDGET.rss_mib:.0f} MiB",
+            )
+            report.check(row, peak.peak_rss_mib < BUDGET.rss_mib)
+
+
+# === MAIN ===
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description="L-KERN v4 benchmark suite (docs/performance.md)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
+    parser.add_argument("--label", default="", help="added to the JSON file's name")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="setting for both services (e.g. HTTP_WORKERS=2); repeatable",
+    )
+    parser.add_argument("--grpc-clients", type=int, default=1, help="gRPC client processes")
+    parser.add_argument("--burst", type=int, default=10_000, help="changes in the event burst")
+    parser.add_argument(
+        "--only",
+        default="startup,pgbench,rest,grpc,events",
+        help="comma-separated sections: startup,pgbench,rest,grpc,events",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the stack's data folder")
+    given = parser.add_argument_group(
+        "a stack that already runs (all five, instead of starting one)"
+    )
+    given.add_argument("--contacts-url")
+    given.add_argument("--orders-url")
+    given.add_argument("--contacts-grpc", help="host:port")
+    given.add_argument("--contacts-db", help="postgresql://… of the contacts database")
+    given.add_argument("--orders-db", help="postgresql://… of the orders database")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    sections = set(options.only.split(","))
+    report = Report()
+    started_at = datetime.now(UTC)
+    label = f"-{options.label}" if options.label else ""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = started_at.strftime("%Y%m%d-%H%M%S")
+    result_path = RESULTS_DIR / f"{stamp}{label}.json"
+    service_env = dict(item.split("=", 1) for item in options.service_env)
+    report.data["meta"] = {
+        "started_at": started_at.isoformat(),
+        "commit": _git_commit(),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "seconds": options.seconds,
+        "service_env": service_env,
+        "grpc_client_processes": options.grpc_clients,
+    }
+    ensure_wrk()
+    stack: BenchStack | None = None
+    sampler: MemorySampler | None = None
+    given = [
+        options.contacts_url,
+        options.orders_url,
+        options.contacts_grpc,
+        options.contacts_db,
+        options.orders_db,
+    ]
+    try:
+        if any(given):
+            if not all(given):
+                raise SystemExit("a running stack needs all five of --contacts-url … --orders-db")
+            targets = given_targets(*given)
+            pids = {
+                name: pid
+                for name, url in (
+                    ("contacts", targets.contacts_url),
+                    ("orders", targets.orders_url),
+                )
+                if (pid := listening_pid(int(url.rsplit(":", 1)[1]))) is not None
+            }
+        else:
+            section("startup: lkern up (new data folder, free ports)")
+            stack = BenchStack(
+                service_env=service_env, log_path=RESULTS_DIR / f"{stamp}{label}-stack.log"
+            )
+            cold = stack.start()
+            targets = stack.targets
+            report.data["startup_cold_s"] = cold
+            row = report.add(
+                "startup (first: initdb, migrations)",
+                f"{cold:.1f} s",
+                budget=f"< {BUDGET.startup_s:.0f} s",
+            )
+            report.check(row, cold < BUDGET.startup_s)
+        section(f"seed: {CONTACTS:,} contacts, {ORDERS:,} orders")
+        seeded = asyncio.run(seed(targets.contacts_db, targets.orders_db, CONTACTS, ORDERS))
+        report.add(
+            "seed",
+            f"{seeded.contacts:,} contacts, {seeded.orders:,} orders",
+            f"{seeded.seconds:.1f} s" if seeded.seeded else "already there",
+        )
+        if stack is not None:
+            if "startup" in sections:
+                stack.stop()
+                warm = stack.start()
+                report.data["startup_warm_s"] = warm
+                row = report.add(
+                    "startup (again, with the data)",
+                    f"{warm:.1f} s",
+                    budget=f"< {BUDGET.startup_s:.0f} s",
+                )
+                report.check(row, warm < BUDGET.startup_s)
+            pids = stack.service_pids()
+        sampler = MemorySampler(pids)
+        sampler.start()
+
+        limits: dict[tuple[str, int], PgbenchResult] = {}
+        if "pgbench" in sections:
+            limits = measure_pgbench(targets, options.seconds, report)
+        if "rest" in sections:
+            measure_rest(REST_READS, targets, options.seconds, limits, report, writes=False)
+        if "grpc" in sections:
+            measure_grpc(targets, options.seconds, options.grpc_clients, report)
+        if "rest" in sections:
+            measure_rest(REST_WRITES, targets, options.seconds, limits, report, writes=True)
+        if "events" in sections:
+            measure_events(targets, options.seconds, options.burst, report)
+        sampler.stop()
+        memory_rows(sampler, report)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if stack is not None:
+            stack.stop()
+            if not options.keep:
+                stack.remove()
+    report.data["rows"] = [asdict(row) for row in report.rows]
+    result_path.write_text(json.dumps(report.data, indent=2, default=str))
+    print("\n" + report.table())
+    failed = [row.figure for row in report.rows if row.result == "FAIL"]
+    print(f"\n{len(failed)} budget line(s) failed" + (f": {', '.join(failed)}" if failed else ""))
+    print(f"Figures: {result_path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+def _git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
