@@ -69,11 +69,26 @@ class Database:
             connect_args={"server_settings": {"application_name": settings.service_name}},
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool; each statement commits on its own (asyncpg then sends no BEGIN / COMMIT).
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits when the block succeeds and rolls back on error."""
         async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """
+        A session for work that only reads: every statement runs in autocommit, so a read is
+        one round trip instead of three (BEGIN, SELECT, COMMIT). Under READ COMMITTED (the
+        default) a transaction would not give several statements one snapshot anyway; work
+        that writes, or needs locks, uses :meth:`transaction`.
+        """
+        async with self.read_sessionmaker() as session:
             yield session
 
     async def ping(self) -> bool:

@@ -19,7 +19,9 @@ from lkern_common.database import Database
 
 
 # === DEPENDENCIES ===
-def get_database(request: Request) -> Database:
+# Dependencies without I/O are ``async def`` too: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a thread hop per request for nothing.
+async def get_database(request: Request) -> Database:
     """The process's Database, created by the app's lifespan."""
     db: Database = request.app.state.db
     return db
@@ -32,10 +34,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     commit happens *before* the response is sent: a client never sees a 2xx for a change that
     did not commit.
     """
-    async with get_database(request).transaction() as session:
+    db: Database = request.app.state.db
+    async with db.transaction() as session:
+        yield session
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """
+    One session per request for routes that only read (GET): statements run in autocommit
+    (:meth:`Database.read_session`), so no BEGIN / COMMIT round trips. Closed before the
+    response is sent, so its connection goes back to the pool at once.
+    """
+    db: Database = request.app.state.db
+    async with db.read_session() as session:
         yield session
 
 
 # === ALIASES ===
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
