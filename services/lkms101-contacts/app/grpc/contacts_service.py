@@ -15,8 +15,7 @@ import grpc
 
 from app.database import Database
 from app.grpc import contacts_pb2, contacts_pb2_grpc
-from app.models.contact import Contact
-from app.services.contacts_service import ContactNotFoundError, ContactsService
+from app.services.contacts_service import ContactNotFoundError, ContactRow, ContactsService
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -29,8 +28,8 @@ Context = grpc.aio.ServicerContext[object, object]
 
 
 # === CONVERSION ===
-def contact_to_proto(contact: Contact) -> contacts_pb2.Contact:
-    """A Contact row as the proto message (timestamps in ISO 8601, "" when absent)."""
+def contact_to_proto(contact: ContactRow) -> contacts_pb2.Contact:
+    """A contact row as the proto message (timestamps in ISO 8601, "" when absent)."""
     return contacts_pb2.Contact(
         id=contact.id,
         name=contact.name,
@@ -46,9 +45,9 @@ def contact_to_proto(contact: Contact) -> contacts_pb2.Contact:
 # === SERVICER ===
 class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     """
-    gRPC servicer for contacts operations. Each call runs in its own short read transaction on
-    the shared pool; unexpected errors become INTERNAL with a generic message (the server's
-    interceptor logs the details).
+    gRPC servicer for contacts operations. Every call only reads: one autocommit query on the
+    shared pool (no BEGIN / COMMIT round trips); unexpected errors become INTERNAL with a
+    generic message (the server's interceptor logs the details).
     """
 
     def __init__(self, db: Database) -> None:
@@ -58,7 +57,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         self, request: contacts_pb2.GetContactRequest, context: Context
     ) -> contacts_pb2.GetContactResponse:
         """Get contact by ID; NOT_FOUND with the standard's message when it does not exist."""
-        async with self.db.transaction() as session:
+        async with self.db.read_session() as session:
             contact = await ContactsService(session).find_contact(request.id)
         if contact is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, ContactNotFoundError(request.id).message)
@@ -74,7 +73,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"At most {MAX_BATCH_IDS} ids per call (got {len(request.ids)})",
             )
-        async with self.db.transaction() as session:
+        async with self.db.read_session() as session:
             contacts = await ContactsService(session).get_contacts_by_ids(list(request.ids))
         logger.debug("gRPC: Retrieved %d contacts", len(contacts))
         return contacts_pb2.GetContactsByIdsResponse(
@@ -85,7 +84,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         self, request: contacts_pb2.ValidateContactRequest, context: Context
     ) -> contacts_pb2.ValidateContactResponse:
         """Validate that contact exists and is active (the reason in `error_message` if not)."""
-        async with self.db.transaction() as session:
+        async with self.db.read_session() as session:
             contact = await ContactsService(session).find_contact(request.id)
         if contact is None:
             return contacts_pb2.ValidateContactResponse(

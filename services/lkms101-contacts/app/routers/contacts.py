@@ -9,13 +9,15 @@ UPDATED: 2026-11-26 10:30:00
 """
 
 # === IMPORTS ===
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.database import SessionDep
+from app.database import ReadSessionDep, SessionDep
+from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
-from app.services.contacts_service import ContactsService
+from app.services.contacts_service import ContactRow, ContactsService
 from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
@@ -29,18 +31,27 @@ ContactId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Contact ID")]
 
 
 # === DEPENDENCIES ===
-def get_contacts_service(session: SessionDep) -> ContactsService:
+async def get_contacts_service(session: SessionDep) -> ContactsService:
     """The contacts service bound to this request's transaction."""
     return ContactsService(session)
 
 
+async def get_contacts_reader(session: ReadSessionDep) -> ContactsService:
+    """The contacts service for a route that only reads (no transaction round trips)."""
+    return ContactsService(session)
+
+
 ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
+ReaderDep = Annotated[ContactsService, Depends(get_contacts_reader)]
+
+# Routes return the contact (a row, or the ORM object after a change); FastAPI validates and
+# serialises it once, as `response_model` (ContactResponse).
 
 
 # === GET ALL CONTACTS ===
 @router.get("/", response_model=list[ContactResponse])
 async def get_contacts(
-    service: ServiceDep,
+    service: ReaderDep,
     response: Response,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
@@ -48,21 +59,21 @@ async def get_contacts(
     q: str | None = Query(
         None, max_length=255, description="Search name and email (case-insensitive substring)"
     ),
-) -> list[ContactResponse]:
+) -> Sequence[ContactRow]:
     """
     Get list of contacts ordered by id, with optional filtering and pagination.
     The number of all matching contacts is in the `X-Total-Count` header.
     """
     contacts, total = await service.list_contacts(skip=skip, limit=limit, is_active=is_active, q=q)
     response.headers["X-Total-Count"] = str(total)
-    return [ContactResponse.model_validate(contact) for contact in contacts]
+    return contacts
 
 
 # === GET CONTACT BY ID ===
 @router.get("/{contact_id}", response_model=ContactResponse, responses=ERROR_RESPONSES)
-async def get_contact(contact_id: ContactId, service: ServiceDep) -> ContactResponse:
+async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
     """Get contact by ID (404 when it does not exist)."""
-    return ContactResponse.model_validate(await service.get_contact(contact_id))
+    return await service.get_contact(contact_id)
 
 
 # === CREATE CONTACT ===
@@ -72,9 +83,9 @@ async def get_contact(contact_id: ContactId, service: ServiceDep) -> ContactResp
     status_code=status.HTTP_201_CREATED,
     responses={400: {"description": "Email already exists"}},
 )
-async def create_contact(contact: ContactCreate, service: ServiceDep) -> ContactResponse:
+async def create_contact(contact: ContactCreate, service: ServiceDep) -> Contact:
     """Create new contact (400 when another contact has the same email)."""
-    return ContactResponse.model_validate(await service.create_contact(contact))
+    return await service.create_contact(contact)
 
 
 # === UPDATE CONTACT ===
@@ -85,10 +96,10 @@ async def create_contact(contact: ContactCreate, service: ServiceDep) -> Contact
 )
 async def update_contact(
     contact_id: ContactId, contact: ContactUpdate, service: ServiceDep
-) -> ContactResponse:
+) -> Contact:
     """Update contact: only the fields sent are changed."""
     updated, _changed = await service.update_contact(contact_id, contact)
-    return ContactResponse.model_validate(updated)
+    return updated
 
 
 # === DELETE CONTACT ===

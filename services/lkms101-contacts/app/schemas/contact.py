@@ -59,17 +59,27 @@ class ContactUpdate(BaseModel):
 
 
 # === RESPONSE SCHEMA ===
-class ContactResponse(ContactBase):
+# ContactBase's fields and documentation, but not its validation: a response is read from rows
+# the service wrote, and `EmailStr` would run the email validator again for every contact of
+# every response (the costliest step of a list page). The schema still says format "email".
+class ContactResponse(BaseModel):
     """Schema for contact response (includes DB fields)."""
 
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str = Field(..., min_length=1, max_length=255, description="Contact full name")
+    email: str = Field(
+        ...,
+        max_length=255,
+        description="Contact email address",
+        json_schema_extra={"format": "email"},
+    )
+    phone: str | None = Field(None, max_length=50, description="Contact phone number")
     id: int
     is_active: bool
     version: int = Field(..., description="1 when created, +1 on every change")
     created_at: datetime
     updated_at: datetime | None = None
-
-    # Pydantic v2 config
-    model_config = ConfigDict(from_attributes=True)
 
 
 # === LIST RESPONSE ===

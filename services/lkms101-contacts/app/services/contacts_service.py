@@ -3,16 +3,17 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Business logic for contacts: create, read, list, update, delete (with events)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.2.0
+UPDATED: 2026-11-26 18:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,15 @@ logger = logging.getLogger(__name__)
 
 # === CONSTANTS ===
 EMAIL_INDEX = "ix_contacts_email"
+
+# === READ MODEL ===
+# Reads return rows of the contacts table (attribute access as on the model: row.id, row.name…),
+# not ORM objects: a response or a gRPC message is built from them once, and building an ORM
+# object per contact (identity map, instance state) cost more than the query itself.
+ContactRow = Row[Any]
+CONTACTS = Contact.__table__
+# The hottest read (GET by id, gRPC GetContact / ValidateContact), built once.
+CONTACT_BY_ID = select(CONTACTS).where(CONTACTS.c.id == bindparam("contact_id"))
 
 
 # === ERRORS ===
@@ -75,34 +85,35 @@ class ContactsService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_contact(self, contact_id: int, *, for_update: bool = False) -> Contact:
+    # --- reads (rows) ---
+    async def get_contact(self, contact_id: int) -> ContactRow:
         """The contact, or ContactNotFoundError."""
-        statement = select(Contact).where(Contact.id == contact_id)
-        if for_update:
-            statement = statement.with_for_update()
-        contact = await self.session.scalar(statement)
+        contact = await self.find_contact(contact_id)
         if contact is None:
             raise ContactNotFoundError(contact_id)
         return contact
 
-    async def find_contact(self, contact_id: int) -> Contact | None:
+    async def find_contact(self, contact_id: int) -> ContactRow | None:
         """The contact, or None."""
-        return await self.session.get(Contact, contact_id)
+        result = await self.session.execute(CONTACT_BY_ID, {"contact_id": contact_id})
+        return result.first()
 
-    async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> Sequence[Contact]:
+    async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> Sequence[ContactRow]:
         """The contacts that exist among ``contact_ids``, in one query, ordered by id."""
         if not contact_ids:
             return []
-        statement = select(Contact).where(Contact.id.in_(set(contact_ids))).order_by(Contact.id)
-        return (await self.session.scalars(statement)).all()
+        statement = (
+            select(CONTACTS).where(CONTACTS.c.id.in_(set(contact_ids))).order_by(CONTACTS.c.id)
+        )
+        return (await self.session.execute(statement)).all()
 
     async def list_contacts(
         self, *, skip: int, limit: int, is_active: bool | None = None, q: str | None = None
-    ) -> tuple[Sequence[Contact], int]:
+    ) -> tuple[Sequence[ContactRow], int]:
         """A page of contacts ordered by id, and the number of all contacts that match."""
         filters = _list_filters(is_active, q)
-        page = select(Contact).where(*filters).order_by(Contact.id).offset(skip).limit(limit)
-        contacts = (await self.session.scalars(page)).all()
+        page = select(CONTACTS).where(*filters).order_by(CONTACTS.c.id).offset(skip).limit(limit)
+        contacts = (await self.session.execute(page)).all()
         if skip == 0 and len(contacts) < limit:
             total = len(contacts)  # the whole result fits in this page: no count query needed
         else:
@@ -112,6 +123,7 @@ class ContactsService:
             )
         return contacts, total
 
+    # --- changes (ORM objects, in the caller's transaction) ---
     async def create_contact(self, data: ContactCreate) -> Contact:
         """Create a contact (and its ContactCreated event); DuplicateEmailError when taken."""
         contact = Contact(**data.model_dump())
@@ -127,7 +139,7 @@ class ContactsService:
         self, contact_id: int, data: ContactUpdate
     ) -> tuple[Contact, list[str]]:
         """Update the fields sent; returns the contact and the names of the fields that changed."""
-        contact = await self.get_contact(contact_id, for_update=True)
+        contact = await self._lock_contact(contact_id)
         changed = [
             field
             for field, value in data.model_dump(exclude_unset=True).items()
@@ -150,7 +162,7 @@ class ContactsService:
 
     async def delete_contact(self, contact_id: int) -> Contact:
         """Delete a contact (hard delete, as the standard) and record ContactDeleted."""
-        contact = await self.get_contact(contact_id, for_update=True)
+        contact = await self._lock_contact(contact_id)
         # The event carries the last state with the version a change would have given it, so
         # that consumers comparing versions apply the delete after every earlier event.
         snapshot = contact_snapshot(contact)
@@ -161,6 +173,14 @@ class ContactsService:
         assert deleted_at is not None
         record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
         logger.info("Deleted contact: %s", contact_id)
+        return contact
+
+    async def _lock_contact(self, contact_id: int) -> Contact:
+        """The contact as an ORM object, its row locked until the transaction ends."""
+        statement = select(Contact).where(Contact.id == contact_id).with_for_update()
+        contact = await self.session.scalar(statement)
+        if contact is None:
+            raise ContactNotFoundError(contact_id)
         return contact
 
     async def _flush(self, email: str) -> None:
