@@ -10,7 +10,7 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 from lkern_common.database import Base, Database
-from lkern_common.web.deps import SessionDep
+from lkern_common.web.deps import ReadSessionDep, SessionDep
 
 # === EXPORTS ===
-__all__ = ["Base", "Database", "SessionDep"]
+__all__ = ["Base", "Database", "ReadSessionDep", "SessionDep"]

@@ -61,9 +61,9 @@ def order_to_proto(view: OrderView) -> orders_pb2.Order:
 # === SERVICER ===
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     """
-    gRPC servicer for orders (reads only). Each call runs in its own short read transaction on
-    the shared pool; unexpected errors become INTERNAL with a generic message (the server's
-    interceptor logs the details).
+    gRPC servicer for orders (reads only). Each call reads in autocommit on the shared pool
+    (no BEGIN / COMMIT round trips); unexpected errors become INTERNAL with a generic message
+    (the server's interceptor logs the details).
     """
 
     def __init__(self, db: Database) -> None:
@@ -74,7 +74,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     ) -> orders_pb2.GetOrderResponse:
         """Get order by ID; NOT_FOUND when it does not exist."""
         try:
-            async with self.db.transaction() as session:
+            async with self.db.read_session() as session:
                 view = await OrdersService(session).get_order_view(request.id)
         except OrderNotFoundError as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, error.message)
@@ -92,7 +92,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
                 f"skip must be >= 0 and limit between 1 and {MAX_LIMIT} "
                 f"(got skip={request.skip}, limit={request.limit})",
             )
-        async with self.db.transaction() as session:
+        async with self.db.read_session() as session:
             views, total = await OrdersService(session).get_orders_by_contact(
                 request.contact_id, skip=request.skip, limit=limit
             )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import SessionDep
+from app.database import ReadSessionDep, SessionDep
 from app.schemas.order import (
     ContactSummary,
     OrderCreate,
@@ -43,12 +43,18 @@ OrderId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Order ID")]
 
 
 # === DEPENDENCIES ===
-def get_orders_service(request: Request, session: SessionDep) -> OrdersService:
+async def get_orders_service(request: Request, session: SessionDep) -> OrdersService:
     """The orders service bound to this request's transaction and the contacts client."""
     return OrdersService(session, ContactDirectory(request.app.state.contacts_client))
 
 
+async def get_orders_reader(session: ReadSessionDep) -> OrdersService:
+    """The orders service for a route that only reads (no transaction round trips)."""
+    return OrdersService(session)
+
+
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
+ReaderDep = Annotated[OrdersService, Depends(get_orders_reader)]
 
 
 # === CONVERSION ===
@@ -75,7 +81,7 @@ def order_response(view: OrderView) -> OrderResponse:
 # === GET ALL ORDERS ===
 @router.get("/", response_model=list[OrderResponse])
 async def get_orders(
-    service: ServiceDep,
+    service: ReaderDep,
     response: Response,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
@@ -97,7 +103,7 @@ async def get_orders(
 
 # === GET ORDER BY ID ===
 @router.get("/{order_id}", response_model=OrderResponse, responses=NOT_FOUND)
-async def get_order(order_id: OrderId, service: ServiceDep) -> OrderResponse:
+async def get_order(order_id: OrderId, service: ReaderDep) -> OrderResponse:
     """Get order by ID (404 when it does not exist)."""
     return order_response(await service.get_order_view(order_id))
 
