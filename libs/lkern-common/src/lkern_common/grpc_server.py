@@ -49,8 +49,9 @@ DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_HEALTH_INTERVAL_SECONDS = 5.0
 INTERNAL_ERROR_DETAILS = "Internal server error"
 # SO_REUSEPORT (grpc's default on Linux) would let a second process bind the same port silently
-# and steal half of the connections; a port clash must fail loudly instead.
-_BASE_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.so_reuseport", 0),)
+# and steal half of the connections; a port clash must fail loudly instead. Only the workers of
+# one service share their port on purpose (GrpcServer(reuse_port=True), HTTP_WORKERS > 1).
+REUSE_PORT_OPTION = "grpc.so_reuseport"
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -190,6 +191,10 @@ class GrpcServer:
     """
     A `grpc.aio` server with the standard health service, server reflection and the request
     context interceptor. Register servicers with `add_servicer` before `start()`.
+
+    ``reuse_port`` lets several processes of one service listen on the same port (each HTTP
+    worker runs its own gRPC server; the kernel spreads new connections among them). Off by
+    default, so that a port another program holds is an error at start.
     """
 
     def __init__(
@@ -202,12 +207,13 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
         maximum_concurrent_rpcs: int | None = None,
         enable_reflection: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         self._host = host
         self._requested_port = port
         self._grace_seconds = grace_seconds
         self._interceptors = (RequestContextInterceptor(), *interceptors)
-        self._options = (*_BASE_OPTIONS, *options)
+        self._options = ((REUSE_PORT_OPTION, 1 if reuse_port else 0), *options)
         self._maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self._enable_reflection = enable_reflection
         self._registrations: list[Callable[[grpc.aio.Server], None]] = []
@@ -360,12 +366,15 @@ async def start_service_grpc_server(
     """
     Start a service's gRPC server the way every L-KERN service runs it: on GRPC_HOST:GRPC_PORT
     with health (SERVING only while the database answers, re-checked every few seconds),
-    reflection, request ids and graceful stop. The caller's lifespan stops it.
+    reflection, request ids and graceful stop. The caller's lifespan stops it. With
+    HTTP_WORKERS > 1 every worker runs one and they share the port (``lkern_common.web.serve``
+    checks that the port is free before it starts the workers).
     """
     server = GrpcServer(
         host=settings.grpc_host,
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,
+        reuse_port=settings.http_workers > 1,
     )
     server.add_servicer(add_to_server, servicer, service_name)
     await server.start(serving=await db.ping())
