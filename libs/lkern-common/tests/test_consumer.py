@@ -815,3 +815,100 @@ async def test_consumer_creates_its_topics_with_the_configured_partitions(
         await admin.close()
         await consumer.stop()
         await db.dispose()
+
+
+# === BATCHES ===
+async def _produce_all(harness: Harness, values: list[bytes]) -> None:
+    """Produce ``values`` in order with one producer (so that one fetch can get them all)."""
+    producer = AIOKafkaProducer(bootstrap_servers=harness.broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send(harness.topic, value=value, key=b"1")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _inbox_transactions(harness: Harness) -> int:
+    """How many transactions wrote the topic's inbox rows (rows of one share its now())."""
+    async with harness.db.transaction() as session:
+        times = await session.scalars(
+            sa.select(InboxEvent.processed_at).where(InboxEvent.topic == harness.topic)
+        )
+        return len(set(times))
+
+
+async def test_waiting_events_are_applied_in_few_transactions(harness: Harness) -> None:
+    values = [make_event() for _ in range(60)]
+    await _produce_all(harness, values)
+    consumer = harness.consumer()
+    await consumer.start()
+
+    async def all_applied() -> bool:
+        return consumer.status.processed == len(values)
+
+    await eventually(all_applied, "the backlog is applied")
+    rows = await harness.applied()
+    assert [row.event_id for row in rows] == [event_id_of(value) for value in values]
+    assert [row.request_id for row in rows] == [str(event_id_of(value)) for value in values]
+    assert set(harness.attempts.values()) == {1}
+    assert await _inbox_transactions(harness) <= len(values) // 4  # one per message before
+    await eventually(lambda: _equals(harness.committed(), len(values)), "all committed")
+
+
+async def test_failing_handler_inside_a_batch_keeps_its_attempts_and_the_others(
+    harness: Harness,
+) -> None:
+    values = [make_event() for _ in range(5)]
+    flaky = event_id_of(values[2])
+
+    async def flaky_third(session: AsyncSession, event: dict[str, Any]) -> None:
+        await harness.record(session, event)  # rolled back when we raise
+        if uuid.UUID(event["event_id"]) == flaky and harness.attempts[flaky] <= 2:
+            raise RuntimeError("temporary failure")
+
+    await _produce_all(harness, values)
+    consumer = harness.consumer({"ContactCreated": flaky_third})
+    await consumer.start()
+
+    async def all_applied() -> bool:
+        return consumer.status.processed == len(values)
+
+    await eventually(all_applied, "every event is applied")
+    # The try inside the batch counted as the first of its three attempts.
+    assert harness.attempts[flaky] == 3
+    assert consumer.status.retries == 2
+    assert consumer.status.dead_lettered == 0
+    assert [row.event_id for row in await harness.applied()] == [
+        event_id_of(value) for value in values
+    ]
+    await eventually(lambda: _equals(harness.committed(), len(values)), "all committed")
+
+
+async def test_refused_event_inside_a_batch_is_dead_lettered_after_one_attempt(
+    harness: Harness,
+) -> None:
+    async def refuse(session: AsyncSession, event: dict[str, Any]) -> None:
+        await harness.record(session, event)
+        raise InvalidEventError(DeadLetterReason.INVALID_ENVELOPE, "contact snapshot missing")
+
+    values = [make_event(), make_event("ContactBroken"), make_event()]
+    await _produce_all(harness, values)
+    consumer = harness.consumer({"ContactCreated": harness.record, "ContactBroken": refuse})
+    await consumer.start()
+
+    async def all_handled() -> bool:
+        return consumer.status.dead_lettered == 1 and consumer.status.processed == 2
+
+    await eventually(all_handled, "the refused event is dead-lettered, the others applied")
+    assert harness.attempts[event_id_of(values[1])] == 1  # refused once, never run again
+    assert consumer.status.retries == 0
+    assert [row.event_id for row in await harness.applied()] == [
+        event_id_of(values[0]),
+        event_id_of(values[2]),
+    ]
+    (dead,) = await harness.dead_letters(expected=1)
+    assert dead.value == values[1]
+    assert headers_of(dead)["x-dlq-attempts"] == "1"
+    await eventually(lambda: _equals(harness.committed(), len(values)), "all committed")

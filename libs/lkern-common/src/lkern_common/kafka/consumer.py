@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.0.0
-UPDATED: 2026-11-26 14:00:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 18:00:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -12,7 +12,8 @@ event through a handler inside one database transaction that also records the ev
 inbox (:mod:`lkern_common.kafka.inbox`). The Kafka offset is committed only after that
 transaction committed: at-least-once delivery, exactly-once effect.
 
-Per message, in partition order:
+Per message, in partition order (see "Batches" below for how consecutive messages share one
+transaction):
 
 1. The value is decoded as JSON. When it is not a JSON object, or misses the envelope fields
    ``event_id`` (a UUID) and ``event_type`` (a non-empty string), or no handler is registered
@@ -32,6 +33,17 @@ Per message, in partition order:
    duplicate, or published to the dead-letter topic. A dead-letter publish that fails is
    retried until it succeeds or the consumer stops; an unfinished message is never committed,
    so the next member of the group receives it again.
+
+Batches: the messages of one fetch, per partition, are applied together when they can be. A run
+of consecutive valid events with a handler is claimed in the inbox with one statement, their
+handlers run in order in the same transaction, and one commit and one offset commit cover the
+run (instead of one of each per message: what makes a backlog of thousands of events apply in
+seconds). The first message that is not a valid event ends the run and takes the one-message
+path. When a handler fails inside a run, the run's transaction is rolled back, the events
+before the failing one are applied again as a shorter run, and the failing event continues on
+the one-message path: the failed try counts as its first attempt, so it gets the same retries,
+backoff and dead-lettering as a message handled alone. A database that cannot be reached sends
+the run's first message down the one-message path, which waits for the database.
 
 Dead-letter message format (topic given by the service, e.g. ``lkern.orders.dlq``): key and value
 are the original message's, byte for byte, so that it can be replayed as it is; the original
@@ -96,7 +108,8 @@ logger = logging.getLogger(__name__)
 
 # === CONSTANTS ===
 POLL_TIMEOUT_MS = 1000
-MAX_POLL_RECORDS = 100
+# Most messages per fetch, and so per batch (one transaction).
+MAX_POLL_RECORDS = 500
 # Backoff ceilings of the retries that never give up (database down, dead-letter publish,
 # broker connection).
 DATABASE_RETRY_MAX_S = 5.0
@@ -157,6 +170,15 @@ class _Attempts:
     count: int = 0
 
 
+class _BatchHandlerFailed(Exception):
+    """A handler raised inside a batch; the batch was rolled back."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"handler failed at message {index} of the batch: {error}")
+        self.index = index
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Envelope:
     """The envelope fields the consumer needs, parsed from a message value."""
@@ -199,6 +221,16 @@ class ConsumerStatus:
             "last_error_at": _iso(self.last_error_at),
             "last_processed_at": _iso(self.last_processed_at),
         }
+
+
+@dataclass
+class _Pending:
+    """A message of a batch: a valid event that has a handler."""
+
+    record: Any
+    envelope: Envelope
+    handler: EventHandler
+    request_id: str
 
 
 # === HELPERS ===
@@ -282,6 +314,16 @@ def _retry_errors_except(*excluded: type[Exception]) -> retry_if_exception:
     return retry_if_exception(
         lambda exc: isinstance(exc, Exception) and not isinstance(exc, excluded)
     )
+
+
+def _request_id(record: Any, envelope: Envelope | None) -> str:
+    """The request id of a message: its x-request-id header, else the event id, else a new one."""
+    header_id = _header(record, REQUEST_ID_HEADER)
+    if header_id:
+        return accept_request_id(header_id)
+    if envelope is not None:
+        return str(envelope.event_id)
+    return accept_request_id(None)
 
 
 def _header(record: Any, name: str) -> str | None:
@@ -540,15 +582,19 @@ class IdempotentConsumer:
             last_offsets = {tp: records[-1].offset for tp, records in batch.items() if records}
             abandoned = False
             for tp, records in batch.items():
-                for record in records:
+                index = 0
+                while index < len(records):
                     if self._stopping.is_set():
                         return
                     if self._generation != generation:
                         abandoned = True
                         break
-                    await self._handle_record(record)  # raises _StopRequested when stopped
-                    next_offsets[tp] = record.offset + 1
-                    if not await self._commit(tp, record.offset + 1):
+                    # One message, or a run of them in one transaction; raises _StopRequested
+                    # when stopped.
+                    index += await self._handle_run(records[index:])
+                    next_offset = records[index - 1].offset + 1
+                    next_offsets[tp] = next_offset
+                    if not await self._commit(tp, next_offset):
                         abandoned = True
                         break
                 if abandoned:
@@ -592,22 +638,135 @@ class IdempotentConsumer:
             return False
         return True
 
+    # --- runs of messages (one transaction) ---
+    async def _handle_run(self, records: Sequence[Any]) -> int:
+        """
+        Handle the leading messages of ``records`` (one partition, in order): a run of valid
+        events in one transaction, else the first message alone. Returns how many were handled.
+        """
+        run = self._leading_run(records)
+        if len(run) <= 1:
+            await self._handle_record(records[0])
+            return 1
+        try:
+            outcomes = await self._apply_batch(run)
+        except _BatchHandlerFailed as failed:
+            if is_database_unavailable(failed.error) or not await self._database_answers():
+                await self._handle_record(records[0])  # waits for the database
+                return 1
+            handled = 0
+            if failed.index > 0:  # the events before the failing one, as a shorter run
+                handled = await self._handle_run(records[: failed.index])
+                if handled < failed.index:
+                    return handled
+            await self._handle_record(records[failed.index], first_failure=failed.error)
+            return failed.index + 1
+        except (_StopRequested, asyncio.CancelledError):
+            raise
+        except Exception:  # e.g. the database went away: the one-message path decides
+            await self._handle_record(records[0])
+            return 1
+        self._count_batch(run, outcomes)
+        return len(run)
+
+    def _leading_run(self, records: Sequence[Any]) -> list[_Pending]:
+        """The leading messages that are valid events with a handler (none after the first not)."""
+        run: list[_Pending] = []
+        for record in records:
+            try:
+                envelope = parse_envelope(record.value)
+            except InvalidEventError:
+                break
+            handler = self._handlers.get(envelope.event_type) or self._handlers.get(record.topic)
+            if handler is None:
+                break
+            run.append(_Pending(record, envelope, handler, _request_id(record, envelope)))
+        return run
+
+    async def _apply_batch(self, run: Sequence[_Pending]) -> list[Outcome]:
+        """
+        One transaction for the run: claim every event id in the inbox with one statement, run
+        the handler of each newly claimed event in order, commit. A handler error rolls it all
+        back and raises :class:`_BatchHandlerFailed` with the failing message's index.
+        """
+        async with self._db.transaction() as session:
+            claimed = set(
+                await session.scalars(
+                    pg_insert(InboxEvent)
+                    .values(
+                        [
+                            {
+                                "event_id": pending.envelope.event_id,
+                                "topic": pending.record.topic,
+                                "event_type": pending.envelope.event_type,
+                                "kafka_partition": pending.record.partition,
+                                "kafka_offset": pending.record.offset,
+                            }
+                            for pending in run
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=[InboxEvent.event_id])
+                    .returning(InboxEvent.event_id)
+                )
+            )
+            outcomes: list[Outcome] = []
+            for index, pending in enumerate(run):
+                if pending.envelope.event_id not in claimed:
+                    outcomes.append(Outcome.DUPLICATE)
+                    continue
+                claimed.discard(pending.envelope.event_id)  # a second copy in the run: duplicate
+                token = request_id_var.set(pending.request_id)
+                try:
+                    await pending.handler(session, orjson.loads(pending.record.value))
+                except Exception as exc:
+                    raise _BatchHandlerFailed(index, exc) from exc
+                finally:
+                    request_id_var.reset(token)
+                outcomes.append(Outcome.APPLIED)
+        return outcomes
+
+    def _count_batch(self, run: Sequence[_Pending], outcomes: Sequence[Outcome]) -> None:
+        applied = outcomes.count(Outcome.APPLIED)
+        duplicates = len(outcomes) - applied
+        self.status.processed += applied
+        self.status.duplicates += duplicates
+        self.status.last_processed_at = _now()
+        for pending, outcome in zip(run, outcomes, strict=True):
+            logger.debug(
+                "%s event %s (%s) from %s[%d]@%d",
+                "Applied" if outcome is Outcome.APPLIED else "Skipped duplicate",
+                pending.envelope.event_id,
+                pending.envelope.event_type,
+                pending.record.topic,
+                pending.record.partition,
+                pending.record.offset,
+            )
+        first, last = run[0].record, run[-1].record
+        logger.info(
+            "Applied %d events from %s[%d]@%d..%d in one transaction (%d duplicates skipped)",
+            applied,
+            first.topic,
+            first.partition,
+            first.offset,
+            last.offset,
+            duplicates,
+        )
+
     # --- one message ---
-    async def _handle_record(self, record: Any) -> Outcome:
-        """Apply, skip or dead-letter one message. Raises ``_StopRequested`` when interrupted."""
+    async def _handle_record(
+        self, record: Any, *, first_failure: Exception | None = None
+    ) -> Outcome:
+        """
+        Apply, skip or dead-letter one message. Raises ``_StopRequested`` when interrupted.
+        ``first_failure``: the handler already failed once for it (in a batch); that counts as
+        its first attempt.
+        """
         try:
             envelope: Envelope | None = parse_envelope(record.value)
             invalid: InvalidEventError | None = None
         except InvalidEventError as exc:
             envelope, invalid = None, exc
-        header_id = _header(record, REQUEST_ID_HEADER)
-        if header_id:
-            request_id = accept_request_id(header_id)
-        elif envelope is not None:
-            request_id = str(envelope.event_id)
-        else:
-            request_id = accept_request_id(None)
-        token = request_id_var.set(request_id)
+        token = request_id_var.set(_request_id(record, envelope))
         try:
             if envelope is None:
                 assert invalid is not None
@@ -620,9 +779,11 @@ class IdempotentConsumer:
                     f"no handler for event_type {envelope.event_type!r} on topic {record.topic!r}",
                     attempts=0,
                 )
-            attempts = _Attempts()
+            attempts = _Attempts(count=0 if first_failure is None else 1)
             try:
-                outcome = await self._apply_with_retries(record, envelope, handler, attempts)
+                outcome = await self._apply_with_retries(
+                    record, envelope, handler, attempts, first_failure
+                )
             except (_StopRequested, asyncio.CancelledError):
                 raise
             except InvalidEventError as refused:
@@ -668,14 +829,25 @@ class IdempotentConsumer:
             request_id_var.reset(token)
 
     async def _apply_with_retries(
-        self, record: Any, envelope: Envelope, handler: EventHandler, attempts: _Attempts
+        self,
+        record: Any,
+        envelope: Envelope,
+        handler: EventHandler,
+        attempts: _Attempts,
+        first_failure: Exception | None = None,
     ) -> Outcome:
         """
         Handler errors: ``max_attempts`` attempts with backoff, then the last error is raised.
         Database unreachable: retried without limit and without counting attempts.
+        ``first_failure`` is the error of a first attempt made elsewhere (in a batch).
         """
+        earlier_failure = first_failure
 
         async def attempt() -> Outcome:
+            nonlocal earlier_failure
+            if earlier_failure is not None:  # attempt 1 ran in a batch: its outcome
+                failure, earlier_failure = earlier_failure, None
+                raise failure
             try:
                 return await self._apply_once(record, envelope, handler, attempts)
             except InvalidEventError:
