@@ -20,10 +20,12 @@ highest ``version`` seen, in one atomic upsert:
 # === IMPORTS ===
 import logging
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from app.models.contact import ContactReadModel
 
@@ -45,23 +47,14 @@ class ContactSnapshot:
 
 
 # === APPLY ===
-async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactSnapshot) -> bool:
-    """
-    Upsert ``snapshot`` into the read model under the rules above (one statement, safe against
-    concurrent writers). Returns True when the row changed, False when the snapshot was stale.
-    """
-    table = ContactReadModel.__table__
-    statement = insert(ContactReadModel).values(
-        id=snapshot.id,
-        name=snapshot.name,
-        email=snapshot.email,
-        is_active=snapshot.is_active,
-        deleted=snapshot.deleted,
-        version=snapshot.version,
-    )
+def _upsert_statement() -> ReturningInsert[tuple[int]]:
+    """The upsert of one snapshot (parameters: the snapshot's fields), built once."""
+    table = cast(Table, ContactReadModel.__table__)
+    fields = ("id", "name", "email", "is_active", "deleted", "version")
+    statement = insert(table).values({name: bindparam(name) for name in fields})
     incoming = statement.excluded
     newer = incoming.version > table.c.version
-    upsert = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[table.c.id],
         set_={
             "name": case((newer, incoming.name), else_=table.c.name),
@@ -73,9 +66,28 @@ async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactSnapsho
         },
         where=and_(table.c.deleted.is_(False), or_(newer, incoming.deleted.is_(True))),
     ).returning(table.c.id)
-    applied = (await session.execute(upsert)).first() is not None
+
+
+# Every contact event runs it: built once (building it per event cost more than running it).
+UPSERT_SNAPSHOT = _upsert_statement()
+
+
+async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactSnapshot) -> bool:
+    """
+    Upsert ``snapshot`` into the read model under the rules above (one statement, safe against
+    concurrent writers). Returns True when the row changed, False when the snapshot was stale.
+    """
+    parameters = {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "email": snapshot.email,
+        "is_active": snapshot.is_active,
+        "deleted": snapshot.deleted,
+        "version": snapshot.version,
+    }
+    applied = (await session.execute(UPSERT_SNAPSHOT, parameters)).first() is not None
     if applied:
-        logger.info(
+        logger.debug(
             "Read model: contact %s at version %s%s",
             snapshot.id,
             snapshot.version,
