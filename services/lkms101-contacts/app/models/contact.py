@@ -11,7 +11,7 @@ UPDATED: 2026-11-26 10:30:00
 # === IMPORTS ===
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, func, text
+from sqlalchemy import Boolean, DateTime, FetchedValue, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import Base
@@ -69,6 +69,9 @@ class Contact(Base):
     )
     updated_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True),
+        # NULL until the first change (no database default). FetchedValue makes the INSERT
+        # return it with RETURNING; without it the ORM reads it back with an extra SELECT.
+        server_default=FetchedValue(),
         onupdate=func.now(),
         nullable=True,
         comment="Timestamp when last updated",

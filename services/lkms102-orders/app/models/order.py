@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Integer,
     Numeric,
@@ -114,6 +115,9 @@ class Order(Base):
     )
     updated_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True),
+        # NULL until the first change (no database default). FetchedValue makes the INSERT
+        # return it with RETURNING; without it the ORM reads it back with an extra SELECT.
+        server_default=FetchedValue(),
         onupdate=func.now(),
         nullable=True,
         comment="Timestamp when last updated",
