@@ -9,6 +9,7 @@ UPDATED: 2026-11-26 10:30:00
 """
 
 # === IMPORTS ===
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,6 +57,12 @@ class Database:
     One engine (connection pool) per process and its session factory. The app's lifespan
     creates it and disposes it; REST routes, gRPC servicers, the outbox relay and Kafka
     consumers all share it.
+
+    Sessions take a slot of a FIFO gate before they take a pooled connection: the pool's own
+    wait queue is not fair (a connection handed back goes to whoever asks first, often a request
+    that has just arrived, while one that has waited for seconds waits on), so under a burst
+    of more requests than connections some requests stalled for seconds. With the gate every
+    request waits its turn, and the pool never has to queue.
     """
 
     def __init__(self, settings: ServiceSettings) -> None:
@@ -68,16 +75,26 @@ class Database:
             echo=settings.db_echo,
             connect_args={"server_settings": {"application_name": settings.service_name}},
         )
+        self._slots = settings.db_pool_size + settings.db_max_overflow
+        self._gate: asyncio.Semaphore | None = None
+        self._gate_loop: asyncio.AbstractEventLoop | None = None
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Same pool; each statement commits on its own (asyncpg then sends no BEGIN / COMMIT).
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
 
+    def _fair_gate(self) -> asyncio.Semaphore:
+        """The gate of the running event loop (one per loop: tests may use several)."""
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate_loop is not loop:
+            self._gate, self._gate_loop = asyncio.Semaphore(self._slots), loop
+        return self._gate
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits when the block succeeds and rolls back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self._fair_gate(), self.sessionmaker() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -88,7 +105,7 @@ class Database:
         default) a transaction would not give several statements one snapshot anyway; work
         that writes, or needs locks, uses :meth:`transaction`.
         """
-        async with self.read_sessionmaker() as session:
+        async with self._fair_gate(), self.read_sessionmaker() as session:
             yield session
 
     async def ping(self) -> bool:
