@@ -28,13 +28,12 @@ import os
 import platform
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import psutil
 
 from bench.events import (
     BurstResult,
@@ -44,6 +43,7 @@ from bench.events import (
     percentile,
     wait_until_quiet,
 )
+from bench.machine import BUSY_SHARE, IDLE_CPU_PERCENT, ForeignCpu, wait_until_idle
 from bench.memory import MemorySampler
 from bench.pgbench import INSERT_EMAIL_PREFIX, PgbenchResult, run_pgbench
 from bench.seed import seed
@@ -67,9 +67,6 @@ REST_WRITES = {
 }
 CONCURRENCY = (16, 64, 256)
 PGBENCH_CLIENTS = (16, 64)
-# Before each load run the machine must be this idle (% of all CPUs, over half a second).
-IDLE_CPU_PERCENT = 20.0
-SETTLE_LIMIT_S = 30.0
 
 
 # === BUDGET ===
@@ -112,6 +109,7 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    own_marker: str = ""  # names the stack's processes (its data folder)
 
     def add(self, figure: str, value: str, compared: str = "", budget: str = "") -> Row:
         row = Row(figure, value, compared, budget)
@@ -138,19 +136,28 @@ def section(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def settle(report: Report, what: str) -> None:
+@contextmanager
+def machine_window(report: Report, what: str) -> Iterator[None]:
     """
-    Wait (at most ``SETTLE_LIMIT_S``) until the machine is nearly idle, so that the tail of the
-    previous run, or another program on the machine, does not eat into the next run. When it
-    never gets idle the run goes on, and the JSON notes how busy the machine was.
+    Around one load run: first wait until the machine is nearly idle (the tail of the previous
+    run, or another program, must not eat into this one), then measure the CPU that other
+    programs use during the run; rows added meanwhile are flagged when it was noticeable.
     """
-    deadline = time.monotonic() + SETTLE_LIMIT_S
-    busy = psutil.cpu_percent(interval=0.5)
-    while busy > IDLE_CPU_PERCENT and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=0.5)
+    busy = wait_until_idle()
     if busy > IDLE_CPU_PERCENT:
         print(f"  (warning: the machine is {busy:.0f}% busy before {what})", flush=True)
         report.data.setdefault("busy_before", {})[what] = busy
+    first_row = len(report.rows)
+    watch = ForeignCpu(own_marker=report.own_marker)
+    watch.start()
+    yield
+    share = watch.stop()
+    report.data.setdefault("other_programs_cpu", {})[what] = round(share, 3)
+    if share > BUSY_SHARE:
+        note = f"[other programs used {share:.0%} of the CPUs]"
+        for row in report.rows[first_row:]:
+            row.compared = f"{row.compared} {note}".strip()
+        print(f"  (warning: {note[1:-1]} during {what}: {watch.top})", flush=True)
 
 
 # === STEPS ===
@@ -162,22 +169,22 @@ def measure_pgbench(
     variables = {"max_id": CONTACTS, "max_skip": CONTACTS - PAGE}
     for script in ("pk", "page", "insert"):
         for clients in PGBENCH_CLIENTS:
-            settle(report, f"pgbench {script} c={clients}")
-            result = run_pgbench(
-                script,
-                host=targets.pg_host,
-                port=targets.pg_port,
-                database="lkms101_contacts",
-                clients=clients,
-                seconds=seconds,
-                variables=variables,
-            )
-            limits[(script, clients)] = result
-            report.add(
-                f"pgbench {script} c={clients}",
-                f"{result.tps:,.0f} tps",
-                f"avg {result.latency_ms:.2f} ms",
-            )
+            with machine_window(report, f"pgbench {script} c={clients}"):
+                result = run_pgbench(
+                    script,
+                    host=targets.pg_host,
+                    port=targets.pg_port,
+                    database="lkms101_contacts",
+                    clients=clients,
+                    seconds=seconds,
+                    variables=variables,
+                )
+                limits[(script, clients)] = result
+                report.add(
+                    f"pgbench {script} c={clients}",
+                    f"{result.tps:,.0f} tps",
+                    f"avg {result.latency_ms:.2f} ms",
+                )
     asyncio.run(_delete_pgbench_rows(targets))
     report.data["pgbench"] = [asdict(result) for result in limits.values()]
     return limits
@@ -217,12 +224,12 @@ def measure_rest(
                 "get_order": [str(ORDERS)],
                 "create_order": [str(CONTACTS)],
             }[script]
-            settle(report, f"{name} c={connections}")
-            result = run_wrk(
-                name, script, urls[service], connections=connections, seconds=seconds, args=args
-            )
-            report.data.setdefault("rest", []).append(asdict(result))
-            _rest_rows(name, result, limits.get((limit_script or "", connections)), report)
+            with machine_window(report, f"{name} c={connections}"):
+                result = run_wrk(
+                    name, script, urls[service], connections=connections, seconds=seconds, args=args
+                )
+                report.data.setdefault("rest", []).append(asdict(result))
+                _rest_rows(name, result, limits.get((limit_script or "", connections)), report)
             if writes:
                 waited = asyncio.run(wait_until_quiet(targets))
                 report.data.setdefault("quiet_waits_s", []).append(round(waited, 2))
@@ -256,96 +263,105 @@ def _rest_rows(name: str, result: WrkResult, limit: PgbenchResult | None, report
         report.check(row, all(checks))
 
 
+def _grpc_load(
+    targets: StackTargets, method: str, concurrency: int, clients: int, seconds: float
+) -> list[dict[str, Any]]:
+    """Run ``clients`` load processes (bench.grpc_load) together; their JSON results."""
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.grpc_load",
+                "--target",
+                targets.contacts_grpc,
+                "--method",
+                method,
+                "--concurrency",
+                str(concurrency),
+                "--seconds",
+                str(seconds),
+                "--max-id",
+                str(CONTACTS),
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(clients)
+    ]
+    return [json.loads(process.communicate(timeout=seconds + 60)[0]) for process in processes]
+
+
 def measure_grpc(targets: StackTargets, seconds: float, clients: int, report: Report) -> None:
     section(f"gRPC (load from {clients} client process(es))")
     for method, concurrency in (("GetContact", 16), ("GetContactsByIds", 16)):
         per_client = max(1, concurrency // clients)
-        settle(report, f"gRPC {method}")
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.grpc_load",
-                    "--target",
-                    targets.contacts_grpc,
-                    "--method",
-                    method,
-                    "--concurrency",
-                    str(per_client),
-                    "--seconds",
-                    str(seconds),
-                    "--max-id",
-                    str(CONTACTS),
-                ],
-                cwd=REPO_ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
+        with machine_window(report, f"gRPC {method}"):
+            outputs = _grpc_load(targets, method, per_client, clients, seconds)
+            calls = sum(output["calls"] for output in outputs)
+            errors = sum(output["errors"] for output in outputs)
+            contacts = sum(output["contacts"] for output in outputs)
+            elapsed = max(output["seconds"] for output in outputs)
+            latencies = [value for output in outputs for value in output["latencies_ms"]]
+            p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+            report.data.setdefault("grpc", []).append(
+                {
+                    "method": method,
+                    "concurrency": per_client * clients,
+                    "client_processes": clients,
+                    "calls_per_s": calls / elapsed,
+                    "contacts_per_s": contacts / elapsed,
+                    "errors": errors,
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                }
             )
-            for _ in range(clients)
-        ]
-        outputs = [
-            json.loads(process.communicate(timeout=seconds + 60)[0]) for process in processes
-        ]
-        calls = sum(output["calls"] for output in outputs)
-        errors = sum(output["errors"] for output in outputs)
-        contacts = sum(output["contacts"] for output in outputs)
-        elapsed = max(output["seconds"] for output in outputs)
-        latencies = [value for output in outputs for value in output["latencies_ms"]]
-        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-        summary = {
-            "method": method,
-            "concurrency": per_client * clients,
-            "client_processes": clients,
-            "calls_per_s": calls / elapsed,
-            "contacts_per_s": contacts / elapsed,
-            "errors": errors,
-            "p50_ms": p50,
-            "p99_ms": p99,
-        }
-        report.data.setdefault("grpc", []).append(summary)
-        label = f"gRPC {method} c={per_client * clients}"
-        text = (
-            f"{calls / elapsed:,.0f} calls/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  errors {errors}"
-        )
-        if method == "GetContactsByIds":
-            row = report.add(label, f"{contacts / elapsed:,.0f} contacts/s", text)
-            row.budget = f"≥ {BUDGET.by_ids_contacts_per_s:,.0f} contacts/s"
-            report.check(row, contacts / elapsed >= BUDGET.by_ids_contacts_per_s and errors == 0)
-        else:
-            report.add(label, text)
+            label = f"gRPC {method} c={per_client * clients}"
+            text = (
+                f"{calls / elapsed:,.0f} calls/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
+                f"errors {errors}"
+            )
+            if method == "GetContactsByIds":
+                row = report.add(label, f"{contacts / elapsed:,.0f} contacts/s", text)
+                row.budget = f"≥ {BUDGET.by_ids_contacts_per_s:,.0f} contacts/s"
+                ok = contacts / elapsed >= BUDGET.by_ids_contacts_per_s and errors == 0
+                report.check(row, ok)
+            else:
+                report.add(label, text)
 
 
 def measure_events(targets: StackTargets, seconds: float, burst: int, report: Report) -> None:
     section("events: contact change → orders read model")
     asyncio.run(wait_until_quiet(targets))
-    settle(report, "event latency")
-    latency: LatencyResult = asyncio.run(
-        measure_latency(targets, rate=100, seconds=seconds, first_id=1)
-    )
-    report.data["event_latency"] = asdict(latency)
-    row = report.add(
-        f"event latency at {latency.rate:.0f} changes/s",
-        f"p50 {latency.p50_ms:.0f} ms  p99 {latency.p99_ms:.0f} ms  max {latency.max_ms:.0f} ms",
-        f"{latency.changes} changes, sent at {latency.achieved_rate:.0f}/s, "
-        f"{latency.http_errors} errors",
-        f"p99 < {BUDGET.event_p99_ms:.0f} ms",
-    )
-    report.check(row, latency.p99_ms < BUDGET.event_p99_ms and latency.http_errors == 0)
+    with machine_window(report, "event latency"):
+        latency: LatencyResult = asyncio.run(
+            measure_latency(targets, rate=100, seconds=seconds, first_id=1)
+        )
+        report.data["event_latency"] = asdict(latency)
+        row = report.add(
+            f"event latency at {latency.rate:.0f} changes/s",
+            f"p50 {latency.p50_ms:.0f} ms  p99 {latency.p99_ms:.0f} ms  "
+            f"max {latency.max_ms:.0f} ms",
+            f"{latency.changes} changes, sent at {latency.achieved_rate:.0f}/s, "
+            f"{latency.http_errors} errors",
+            f"p99 < {BUDGET.event_p99_ms:.0f} ms",
+        )
+        report.check(row, latency.p99_ms < BUDGET.event_p99_ms and latency.http_errors == 0)
 
     asyncio.run(wait_until_quiet(targets))
-    settle(report, "event burst")
-    result: BurstResult = asyncio.run(
-        measure_burst(targets, count=burst, first_id=CONTACTS // 10 + 1)
-    )
-    report.data["event_burst"] = {**asdict(result), "applied_per_s": result.applied_per_s}
-    row = report.add(
-        f"burst of {result.changes:,} changes",
-        f"published {result.published_s:.1f} s  applied {result.applied_s:.1f} s",
-        f"{result.applied_per_s:,.0f} events/s (written in {result.write_s:.1f} s)",
-        f"applied ≤ {BUDGET.burst_s:.0f} s",
-    )
-    report.check(row, result.applied_s <= BUDGET.burst_s)
+    with machine_window(report, "event burst"):
+        result: BurstResult = asyncio.run(
+            measure_burst(targets, count=burst, first_id=CONTACTS // 10 + 1)
+        )
+        report.data["event_burst"] = {**asdict(result), "applied_per_s": result.applied_per_s}
+        row = report.add(
+            f"burst of {result.changes:,} changes",
+            f"published {result.published_s:.1f} s  applied {result.applied_s:.1f} s",
+            f"{result.applied_per_s:,.0f} events/s (written in {result.write_s:.1f} s)",
+            f"applied ≤ {BUDGET.burst_s:.0f} s",
+        )
+        report.check(row, result.applied_s <= BUDGET.burst_s)
 
 
 def memory_rows(sampler: MemorySampler, report: Report) -> None:
@@ -445,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             stack = BenchStack(
                 service_env=service_env, log_path=RESULTS_DIR / f"{stamp}{label}-stack.log"
             )
+            report.own_marker = str(stack.data_dir)
             cold = stack.start()
             targets = stack.targets
             report.data["startup_cold_s"] = cold
