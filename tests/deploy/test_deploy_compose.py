@@ -59,7 +59,7 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
     # database pool
-    "DB_POOL_SIZE": "10 + 20 overflow per replica fits PostgreSQL's default 100 connections",
+    "DB_POOL_SIZE": "10 per replica (no overflow) fits PostgreSQL's default 100 connections",
     "DB_MAX_OVERFLOW": "see DB_POOL_SIZE",
     "DB_POOL_PRE_PING": "off: broken connections are invalidated and recycled",
     "DB_POOL_RECYCLE_SECONDS": "30 min",

@@ -86,8 +86,11 @@ class ServiceSettings(BaseSettings):
 
     # --- database ---
     database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/postgres"
+    # Sessions wait their turn for one of these (Database's FIFO gate). Overflow connections
+    # are opened and closed for each use, which under a steady load costs more than it gives
+    # (docs/performance.md): none by default.
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    db_max_overflow: int = Field(default=0, ge=0)
     # The standard's sample pings every checkout; that costs one extra round trip per request.
     # We leave it off and let the pool recycle/invalidate broken connections instead.
     db_pool_pre_ping: bool = False
