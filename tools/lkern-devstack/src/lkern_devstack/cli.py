@@ -159,12 +159,16 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
         with console.status(message + "…"):
             step()
         console.print(f"[green]✓[/] {message}")
+    # The services start together: orders needs contacts only to answer requests, not to start.
+    started = []
     for service in services:
         if stop.event.is_set():
             return
-        with console.status(f"Starting {service.name}…"):
-            stack.start_service(service).wait_ready()
-        console.print(f"[green]✓[/] {service.name} ready")
+        started.append(stack.start_service(service))
+    for process in started:
+        with console.status(f"Starting {process.name}…"):
+            process.wait_ready()
+        console.print(f"[green]✓[/] {process.name} ready")
 
 
 def load_demo(stack: LocalStack) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,8 +233,11 @@ class LocalStack:
         )
 
     def migrate(self, services: list[ServiceDefinition]) -> None:
-        for service in services:
-            self.service_process(service).migrate()
+        """Migrate every service's database, all at once (each migration is a child process)."""
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            runs = [pool.submit(self.service_process(service).migrate) for service in services]
+            for run in runs:
+                run.result()  # the first failure, after all have finished
 
     def start_service(self, service: ServiceDefinition) -> ServiceProcess:
         process = self.service_process(service)
