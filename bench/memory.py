@@ -20,13 +20,21 @@ MIB = 1024 * 1024
 
 
 # === SAMPLER ===
+def _role(child: psutil.Process) -> str:
+    """A uvicorn worker (multiprocessing spawn), or a helper (multiprocessing's tracker)."""
+    try:
+        return "worker" if "spawn_main" in " ".join(child.cmdline()) else "helper"
+    except psutil.Error:
+        return "helper"
+
+
 @dataclass
 class ProcessPeak:
     """The highest RSS seen of one process."""
 
     service: str
     pid: int
-    role: str  # "main" (python -m app) or "worker" (a uvicorn worker process)
+    role: str  # "main" (python -m app), "worker" (uvicorn worker) or "helper"
     peak_rss_mib: float = 0.0
 
 
@@ -57,7 +65,7 @@ class MemorySampler:
             try:
                 root = psutil.Process(pid)
                 processes = [(root, "main")] + [
-                    (child, "worker") for child in root.children(recursive=True)
+                    (child, _role(child)) for child in root.children(recursive=True)
                 ]
             except psutil.NoSuchProcess:
                 continue
