@@ -62,10 +62,30 @@ class TestDatabase:
         """Drop the database."""
         asyncio.run(drop_database(self.url))
 
+    def public_schema(self) -> tuple[set[str], set[str]]:
+        """Names of the tables and of the sequences in the ``public`` schema (migration tests)."""
+
+        async def fetch() -> tuple[set[str], set[str]]:
+            connection = await asyncpg.connect(self._dsn())
+            try:
+                tables = await connection.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+                sequences = await connection.fetch(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+                )
+                return {r["tablename"] for r in tables}, {r["sequencename"] for r in sequences}
+            finally:
+                await connection.close()
+
+        return asyncio.run(fetch())
+
+    def _dsn(self) -> str:
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
     async def truncate(self, *tables: str) -> None:
         """Empty ``tables`` and restart their id sequences."""
-        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(dsn)
+        connection = await asyncpg.connect(self._dsn())
         try:
             await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         finally:
