@@ -2,9 +2,9 @@
 ================================================================
 FILE: test_database.py
 PATH: /libs/lkern-common/tests/test_database.py
-DESCRIPTION: Database: read sessions without transaction round trips, sessions served in turn
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+DESCRIPTION: Database: sessions served in turn, reads without transaction round trips, direct reads
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:40:00
 ================================================================
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Integer, String, bindparam, column, event, select, table, text
+from sqlalchemy.exc import OperationalError
 
-from lkern_common.database import Database
+from lkern_common.database import Database, Query
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.testing import TestDatabase
 
@@ -87,3 +88,65 @@ async def test_read_session_sends_no_begin_or_commit(database_url: str) -> None:
         assert [query.split()[0].rstrip(";") for query in sent] == ["BEGIN", "COMMIT"]
     finally:
         await db.dispose()
+
+
+# === DIRECT READS ===
+NUMBERS = table("numbers", column("n", Integer), column("word", String))
+NUMBERS_FROM = Query(
+    select(NUMBERS).where(NUMBERS.c.n >= bindparam("lowest")).order_by(NUMBERS.c.n).limit(2)
+)
+
+
+@pytest.fixture
+async def numbers(one_connection: Database) -> AsyncIterator[Database]:
+    """``one_connection`` with a table ``numbers`` (1 one, 2 two, 3 three)."""
+    async with one_connection.transaction() as session:
+        await session.execute(text("DROP TABLE IF EXISTS numbers"))
+        await session.execute(text("CREATE TABLE numbers (n int PRIMARY KEY, word text)"))
+        await session.execute(
+            text("INSERT INTO numbers VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        )
+    yield one_connection
+
+
+async def test_fetch_reads_rows_by_attribute_key_and_index(numbers: Database) -> None:
+    rows = await numbers.fetch_all(NUMBERS_FROM, lowest=2)  # limit 2: bound in the statement
+    assert [(row.n, row["word"], row[1]) for row in rows] == [
+        (2, "two", "two"),
+        (3, "three", "three"),
+    ]
+    first = await numbers.fetch_one(NUMBERS_FROM, lowest=1)
+    assert first is not None and first.word == "one"
+    assert await numbers.fetch_one(NUMBERS_FROM, lowest=4) is None
+    with pytest.raises(AttributeError):
+        _ = first.missing
+
+
+async def test_fetch_commits_each_statement_without_a_transaction(numbers: Database) -> None:
+    sent: list[str] = []
+    async with numbers.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        driver.add_query_logger(lambda query: sent.append(query.query))
+    assert await numbers.fetch_one(NUMBERS_FROM, lowest=3) is not None
+    assert [query.split()[0] for query in sent] == ["SELECT"]
+
+
+async def test_a_lost_connection_is_an_operational_error_and_is_replaced(
+    numbers: Database,
+) -> None:
+    """The server ends the pooled connection (restart, failover): 503 for one read, then fine."""
+    async with numbers.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        pid = driver.get_server_pid()
+    async with numbers.transaction() as session:  # the same, only pooled connection
+        await session.execute(text("SELECT 1"))
+    terminator = Database(ServiceSettings(database_url=numbers.engine.url.render_as_string(False)))
+    try:
+        async with terminator.transaction() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await terminator.dispose()
+    with pytest.raises(OperationalError):
+        await numbers.fetch_one(NUMBERS_FROM, lowest=1)
+    row = await numbers.fetch_one(NUMBERS_FROM, lowest=1)  # a new connection
+    assert row is not None and row.word == "one"

@@ -2,9 +2,9 @@
 ================================================================
 FILE: test_services.py
 PATH: /services/lkms101-contacts/tests/test_services.py
-DESCRIPTION: Business logic tests (ContactsService) against a real PostgreSQL
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: Business logic tests (ContactsReader, ContactsService) against a real PostgreSQL
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:30:00
 ================================================================
 """
 
@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.database import Database
 from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services.contacts_service import (
     ContactNotFoundError,
+    ContactsReader,
     ContactsService,
     DuplicateEmailError,
 )
@@ -58,14 +60,16 @@ async def test_duplicate_email_raises_domain_error(session: AsyncSession) -> Non
     await session.rollback()
 
 
-async def test_missing_contact_raises_not_found(session: AsyncSession) -> None:
-    service = ContactsService(session)
+async def test_missing_contact_raises_not_found(db: Database) -> None:
+    reader = ContactsReader(db)
     with pytest.raises(ContactNotFoundError, match="Contact with id 5 not found"):
-        await service.get_contact(5)
-    assert await service.find_contact(5) is None
+        await reader.get_contact(5)
+    assert await reader.find_contact(5) is None
 
 
-async def test_get_contacts_by_ids_returns_existing_in_one_query(db: Database) -> None:
+async def test_get_contacts_by_ids_returns_existing_in_one_query(
+    db: Database, settings: Settings
+) -> None:
     async with db.transaction() as session:
         service = ContactsService(session)
         ids = [
@@ -74,21 +78,20 @@ async def test_get_contacts_by_ids_returns_existing_in_one_query(db: Database) -
             ).id
             for i in range(3)
         ]
+    # One connection, so that every statement of the read goes through the one logged here.
+    single = Database(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
     statements: list[str] = []
-
-    from sqlalchemy import event
-
-    def record(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    async with single.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        driver.add_query_logger(lambda query: statements.append(query.query))
     try:
-        async with db.transaction() as session:
-            found = await ContactsService(session).get_contacts_by_ids([*ids, 999, ids[0]])
+        found = await ContactsReader(single).get_contacts_by_ids([*ids, 999, ids[0]])
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        await single.dispose()
     assert [c.id for c in found] == ids
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert [c.email for c in found] == [f"c{i}@example.com" for i in range(3)]
+    # (asyncpg's own catalog queries, made once per connection, are not counted)
+    assert len([s for s in statements if "FROM contacts" in s]) == 1
 
 
 async def test_delete_returns_last_state(db: Database) -> None:
@@ -99,8 +102,7 @@ async def test_delete_returns_last_state(db: Database) -> None:
     async with db.transaction() as session:
         deleted = await ContactsService(session).delete_contact(contact.id)
     assert deleted.email == "gone@example.com"
-    async with db.transaction() as session:
-        assert await ContactsService(session).find_contact(contact.id) is None
+    assert await ContactsReader(db).find_contact(contact.id) is None
 
 
 async def test_search_uses_the_trigram_indexes(session: AsyncSession) -> None:

@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/grpc/contacts_service.py
 DESCRIPTION: gRPC servicer implementation for contacts (async, shares the app's database pool)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:30:00
 ================================================================
 """
 
@@ -15,7 +15,7 @@ import grpc
 
 from app.database import Database
 from app.grpc import contacts_pb2, contacts_pb2_grpc
-from app.services.contacts_service import ContactNotFoundError, ContactRow, ContactsService
+from app.services.contacts_service import ContactNotFoundError, ContactRow, ContactsReader
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -46,19 +46,18 @@ def contact_to_proto(contact: ContactRow) -> contacts_pb2.Contact:
 class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     """
     gRPC servicer for contacts operations. Every call only reads: one autocommit query on the
-    shared pool (no BEGIN / COMMIT round trips); unexpected errors become INTERNAL with a
-    generic message (the server's interceptor logs the details).
+    shared pool (ContactsReader: no session, no BEGIN / COMMIT round trips); unexpected errors
+    become INTERNAL with a generic message (the server's interceptor logs the details).
     """
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        self.contacts = ContactsReader(db)
 
     async def GetContact(
         self, request: contacts_pb2.GetContactRequest, context: Context
     ) -> contacts_pb2.GetContactResponse:
         """Get contact by ID; NOT_FOUND with the standard's message when it does not exist."""
-        async with self.db.read_session() as session:
-            contact = await ContactsService(session).find_contact(request.id)
+        contact = await self.contacts.find_contact(request.id)
         if contact is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, ContactNotFoundError(request.id).message)
         logger.debug("gRPC: Retrieved contact %s", request.id)
@@ -73,8 +72,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"At most {MAX_BATCH_IDS} ids per call (got {len(request.ids)})",
             )
-        async with self.db.read_session() as session:
-            contacts = await ContactsService(session).get_contacts_by_ids(list(request.ids))
+        contacts = await self.contacts.get_contacts_by_ids(list(request.ids))
         logger.debug("gRPC: Retrieved %d contacts", len(contacts))
         return contacts_pb2.GetContactsByIdsResponse(
             contacts=[contact_to_proto(contact) for contact in contacts]
@@ -84,8 +82,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         self, request: contacts_pb2.ValidateContactRequest, context: Context
     ) -> contacts_pb2.ValidateContactResponse:
         """Validate that contact exists and is active (the reason in `error_message` if not)."""
-        async with self.db.read_session() as session:
-            contact = await ContactsService(session).find_contact(request.id)
+        contact = await self.contacts.find_contact(request.id)
         if contact is None:
             return contacts_pb2.ValidateContactResponse(
                 is_valid=False, error_message=ContactNotFoundError(request.id).message

@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:30:00
 ================================================================
 """
 
@@ -12,12 +12,12 @@ UPDATED: 2026-11-26 10:30:00
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import ReadSessionDep, SessionDep
+from app.database import Database, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
-from app.services.contacts_service import ContactRow, ContactsService
+from app.services.contacts_service import ContactRow, ContactsReader, ContactsService
 from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
@@ -36,15 +36,16 @@ async def get_contacts_service(session: SessionDep) -> ContactsService:
     return ContactsService(session)
 
 
-async def get_contacts_reader(session: ReadSessionDep) -> ContactsService:
-    """The contacts service for a route that only reads (no transaction round trips)."""
-    return ContactsService(session)
+async def get_contacts_reader(request: Request) -> ContactsReader:
+    """The contacts reads for a route that only reads (no session, no transaction)."""
+    db: Database = request.app.state.db
+    return ContactsReader(db)
 
 
 ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
-ReaderDep = Annotated[ContactsService, Depends(get_contacts_reader)]
+ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
 
-# Routes return the contact (a row, or the ORM object after a change); FastAPI validates and
+# Routes return the contact (a record, or the ORM object after a change); FastAPI validates and
 # serialises it once, as `response_model` (ContactResponse).
 
 

@@ -2,24 +2,24 @@
 ================================================================
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
-DESCRIPTION: Business logic for contacts: create, read, list, update, delete (with events)
-VERSION: v1.2.0
-UPDATED: 2026-11-26 18:00:00
+DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
+VERSION: v1.3.0
+UPDATED: 2026-11-26 14:30:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select
+from sqlalchemy import ARRAY, ColumnElement, Integer, any_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kafka.events import ContactEventType, contact_snapshot, record_contact_event
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactUpdate
+from lkern_common.database import Database, Query, Record
 from lkern_common.errors import BadRequestError, NotFoundError
 
 # === LOGGING ===
@@ -28,14 +28,21 @@ logger = logging.getLogger(__name__)
 # === CONSTANTS ===
 EMAIL_INDEX = "ix_contacts_email"
 
-# === READ MODEL ===
-# Reads return rows of the contacts table (attribute access as on the model: row.id, row.name…),
-# not ORM objects: a response or a gRPC message is built from them once, and building an ORM
-# object per contact (identity map, instance state) cost more than the query itself.
-ContactRow = Row[Any]
+# === READS ===
+# Reads return records of the contacts table (attribute access as on the model: row.id,
+# row.name…), read straight from the driver (Database.fetch_one / fetch_all): a response or a
+# gRPC message is built from them once; neither ORM objects nor SQLAlchemy's execution layer
+# are needed to read a row (docs/performance.md).
+ContactRow = Record
 CONTACTS = Contact.__table__
-# The hottest read (GET by id, gRPC GetContact / ValidateContact), built once.
-CONTACT_BY_ID = select(CONTACTS).where(CONTACTS.c.id == bindparam("contact_id"))
+# The hottest reads (GET by id, gRPC GetContact / ValidateContact / GetContactsByIds), compiled
+# once.
+CONTACT_BY_ID = Query(select(CONTACTS).where(CONTACTS.c.id == bindparam("contact_id")))
+CONTACTS_BY_IDS = Query(
+    select(CONTACTS)
+    .where(CONTACTS.c.id == any_(bindparam("contact_ids", type_=ARRAY(Integer))))
+    .order_by(CONTACTS.c.id)
+)
 
 
 # === ERRORS ===
@@ -75,17 +82,13 @@ def _list_filters(is_active: bool | None, q: str | None) -> list[ColumnElement[b
     return filters
 
 
-# === SERVICE ===
-class ContactsService:
-    """
-    Contacts use cases. Works inside the caller's transaction: it flushes, never commits
-    (the request, or the gRPC call, owns the transaction).
-    """
+# === READER ===
+class ContactsReader:
+    """Contacts reads: each one query in autocommit, no transaction, no ORM objects."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    # --- reads (rows) ---
     async def get_contact(self, contact_id: int) -> ContactRow:
         """The contact, or ContactNotFoundError."""
         contact = await self.find_contact(contact_id)
@@ -95,17 +98,13 @@ class ContactsService:
 
     async def find_contact(self, contact_id: int) -> ContactRow | None:
         """The contact, or None."""
-        result = await self.session.execute(CONTACT_BY_ID, {"contact_id": contact_id})
-        return result.first()
+        return await self.db.fetch_one(CONTACT_BY_ID, contact_id=contact_id)
 
     async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> Sequence[ContactRow]:
         """The contacts that exist among ``contact_ids``, in one query, ordered by id."""
         if not contact_ids:
             return []
-        statement = (
-            select(CONTACTS).where(CONTACTS.c.id.in_(set(contact_ids))).order_by(CONTACTS.c.id)
-        )
-        return (await self.session.execute(statement)).all()
+        return await self.db.fetch_all(CONTACTS_BY_IDS, contact_ids=sorted(set(contact_ids)))
 
     async def list_contacts(
         self, *, skip: int, limit: int, is_active: bool | None = None, q: str | None = None
@@ -113,15 +112,25 @@ class ContactsService:
         """A page of contacts ordered by id, and the number of all contacts that match."""
         filters = _list_filters(is_active, q)
         page = select(CONTACTS).where(*filters).order_by(CONTACTS.c.id).offset(skip).limit(limit)
-        contacts = (await self.session.execute(page)).all()
+        contacts = await self.db.fetch_all(Query(page))
         if skip == 0 and len(contacts) < limit:
             total = len(contacts)  # the whole result fits in this page: no count query needed
         else:
-            total = (
-                await self.session.scalar(select(func.count()).select_from(Contact).where(*filters))
-                or 0
-            )
+            count = select(func.count().label("total")).select_from(CONTACTS).where(*filters)
+            row = await self.db.fetch_one(Query(count))
+            total = row.total if row is not None else 0
         return contacts, total
+
+
+# === SERVICE ===
+class ContactsService:
+    """
+    Contacts changes. Works inside the caller's transaction: it flushes, never commits
+    (the request owns the transaction).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     # --- changes (ORM objects, in the caller's transaction) ---
     async def create_contact(self, data: ContactCreate) -> Contact:
