@@ -246,7 +246,7 @@ async def measure_burst(targets: StackTargets, *, count: int, first_id: int) -> 
             )
             contacts = (await session.scalars(statement)).all()
             for contact in contacts:
-                record_event(
+                await record_event(
                     session,
                     event_type.UPDATED,
                     snapshot_of(contact),

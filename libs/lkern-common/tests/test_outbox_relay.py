@@ -139,7 +139,7 @@ async def write_events(
                     source="lkern-common-tests",
                     data={"key": key, "n": number},
                 )
-                add_envelope(session, event)
+                await add_envelope(session, event)
                 event_ids.append(event.event_id)
         if fail:
             raise RuntimeError("roll back")

@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.contact import Contact
@@ -59,7 +60,7 @@ class ContactEventType(StrEnum):
 
 
 # === PAYLOAD ===
-def contact_snapshot(contact: Contact) -> dict[str, Any]:
+def contact_snapshot(contact: Contact | Row[Any]) -> dict[str, Any]:
     """The full contact as the REST API returns it (same fields, same formats)."""
     return ContactResponse.model_validate(contact).model_dump(mode="json")
 
@@ -84,7 +85,7 @@ def contact_event_data(
 
 
 # === OUTBOX ===
-def record_contact_event(
+async def record_contact_event(
     session: AsyncSession,
     event_type: ContactEventType,
     snapshot: dict[str, Any],
@@ -105,6 +106,6 @@ def record_contact_event(
         data=contact_event_data(event_type, snapshot, occurred_at, changed_fields),
         occurred_at=occurred_at,
     )
-    add_envelope(session, event)
+    await add_envelope(session, event)
     logger.debug("Outbox: %s for contact %s (%s)", event_type.value, snapshot["id"], event.event_id)
     return event.event_id

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from app.database import Database, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
-from app.services.contacts_service import ContactRow, ContactsReader, ContactsService
+from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
 from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
@@ -84,7 +84,7 @@ async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
     status_code=status.HTTP_201_CREATED,
     responses={400: {"description": "Email already exists"}},
 )
-async def create_contact(contact: ContactCreate, service: ServiceDep) -> Contact:
+async def create_contact(contact: ContactCreate, service: ServiceDep) -> NewContact:
     """Create new contact (400 when another contact has the same email)."""
     return await service.create_contact(contact)
 

@@ -11,8 +11,21 @@ UPDATED: 2026-11-26 14:30:00
 # === IMPORTS ===
 import logging
 from collections.abc import Sequence
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import ARRAY, ColumnElement, Integer, any_, bindparam, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Row,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +47,14 @@ EMAIL_INDEX = "ix_contacts_email"
 # gRPC message is built from them once; neither ORM objects nor SQLAlchemy's execution layer
 # are needed to read a row (docs/performance.md).
 ContactRow = Record
-CONTACTS = Contact.__table__
+CONTACTS = cast(Table, Contact.__table__)
 # The hottest reads (GET by id, gRPC GetContact / ValidateContact / GetContactsByIds), compiled
 # once.
 CONTACT_BY_ID = Query(select(CONTACTS).where(CONTACTS.c.id == bindparam("contact_id")))
+# A new contact is one Core INSERT … RETURNING (an ORM object and its unit-of-work flush cost
+# ~0.5 ms more per create); changes of existing contacts use the ORM (lock, compare, flush).
+NewContact = Row[Any]
+INSERT_CONTACT = insert(CONTACTS).returning(CONTACTS)
 CONTACTS_BY_IDS = Query(
     select(CONTACTS)
     .where(CONTACTS.c.id == any_(bindparam("contact_ids", type_=ARRAY(Integer))))
@@ -132,13 +149,16 @@ class ContactsService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # --- changes (ORM objects, in the caller's transaction) ---
-    async def create_contact(self, data: ContactCreate) -> Contact:
+    # --- changes (in the caller's transaction) ---
+    async def create_contact(self, data: ContactCreate) -> NewContact:
         """Create a contact (and its ContactCreated event); DuplicateEmailError when taken."""
-        contact = Contact(**data.model_dump())
-        self.session.add(contact)
-        await self._flush(contact.email)
-        record_contact_event(
+        connection = await self.session.connection()
+        try:
+            result = await connection.execute(INSERT_CONTACT, data.model_dump())
+            contact: NewContact = result.one()
+        except IntegrityError as error:
+            self._raise_duplicate_email(error, data.email)
+        await record_contact_event(
             self.session, ContactEventType.CREATED, contact_snapshot(contact), contact.created_at
         )
         logger.info("Created contact: %s", contact.id)
@@ -159,7 +179,7 @@ class ContactsService:
         if changed:  # a request that changes nothing writes nothing and publishes nothing
             await self._flush(contact.email)
             assert contact.updated_at is not None  # set by the UPDATE, read back by RETURNING
-            record_contact_event(
+            await record_contact_event(
                 self.session,
                 ContactEventType.UPDATED,
                 contact_snapshot(contact),
@@ -180,7 +200,7 @@ class ContactsService:
         await self.session.flush()
         deleted_at = await self.session.scalar(select(func.now()))
         assert deleted_at is not None
-        record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
+        await record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
         logger.info("Deleted contact: %s", contact_id)
         return contact
 
@@ -196,6 +216,10 @@ class ContactsService:
         try:
             await self.session.flush()
         except IntegrityError as error:
-            if _is_duplicate_email(error):
-                raise DuplicateEmailError(email) from None
-            raise
+            self._raise_duplicate_email(error, email)
+
+    @staticmethod
+    def _raise_duplicate_email(error: IntegrityError, email: str) -> NoReturn:
+        if _is_duplicate_email(error):
+            raise DuplicateEmailError(email) from None
+        raise error

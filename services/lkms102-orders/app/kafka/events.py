@@ -132,5 +132,5 @@ async def record_order_event(
             "timestamp": format_timestamp(moment),
         },
     )
-    add_envelope(session, event)
+    await add_envelope(session, event)
     logger.debug("Order event %s for order %s", event_type.event_name, order.id)

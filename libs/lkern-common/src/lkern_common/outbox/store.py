@@ -3,8 +3,8 @@
 FILE: store.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/store.py
 DESCRIPTION: Write events to the outbox inside the caller's transaction; backlog and cleanup
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:50:00
 ================================================================
 """
 
@@ -12,10 +12,10 @@ UPDATED: 2026-11-26 15:00:00
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lkern_common.database import Database
@@ -35,8 +35,13 @@ SELECT
 """
 
 
+# One statement for every event: a Core INSERT, not an ORM object. With an ORM object the commit
+# ran a second unit-of-work flush for it, ~0.4 ms of CPU per change (docs/performance.md).
+INSERT_EVENT = insert(cast(Table, OutboxEvent.__table__))
+
+
 # === WRITE ===
-def add_event(
+async def add_event(
     session: AsyncSession,
     topic: str,
     key: str | None,
@@ -44,29 +49,35 @@ def add_event(
     headers: Mapping[str, str] | None = None,
     *,
     event_id: uuid.UUID | str | None = None,
-) -> OutboxEvent:
+) -> uuid.UUID:
     """
     Add one event to the outbox in ``session``'s transaction: it is published after (and only
     if) that transaction commits. ``payload`` becomes the Kafka value (JSON), ``key`` the
     message key, ``headers`` the Kafka headers (text). ``event_id`` defaults to
-    ``payload["event_id"]``, else a new UUID. The row is inserted with the session's next
-    flush (at the latest when the transaction commits).
+    ``payload["event_id"]``, else a new UUID; it is returned. The row is inserted at once
+    (pending ORM changes of the session are flushed first), so call it after the change it
+    announces, while the changed row is locked.
     """
     raw_id = event_id or payload.get("event_id") or uuid.uuid4()
-    row = OutboxEvent(
-        event_id=raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id)),
-        topic=topic,
-        key=key,
-        payload=to_jsonable_python(dict(payload)),
-        headers={name: str(value) for name, value in (headers or {}).items()},
+    event_uuid = raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))
+    await session.flush()  # the change first (a no-op when it is flushed already)
+    connection = await session.connection()  # Core's path: no ORM statement handling
+    await connection.execute(
+        INSERT_EVENT,
+        {
+            "event_id": event_uuid,
+            "topic": topic,
+            "key": key,
+            "payload": to_jsonable_python(dict(payload)),
+            "headers": {name: str(value) for name, value in (headers or {}).items()},
+        },
     )
-    session.add(row)
-    return row
+    return event_uuid
 
 
-def add_envelope(session: AsyncSession, event: EventEnvelope) -> OutboxEvent:
+async def add_envelope(session: AsyncSession, event: EventEnvelope) -> uuid.UUID:
     """Add an event built by :func:`lkern_common.events.build_event` to the outbox."""
-    return add_event(
+    return await add_event(
         session, event.topic, event.key, event.payload, event.headers, event_id=event.event_id
     )
 
