@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
 from app.database import Database
 from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services.contacts_service import (
@@ -22,6 +21,7 @@ from app.services.contacts_service import (
     ContactsService,
     DuplicateEmailError,
 )
+from lkern_devstack.testing import recorded_queries
 
 
 # === TESTS ===
@@ -67,9 +67,7 @@ async def test_missing_contact_raises_not_found(db: Database) -> None:
     assert await reader.find_contact(5) is None
 
 
-async def test_get_contacts_by_ids_returns_existing_in_one_query(
-    db: Database, settings: Settings
-) -> None:
+async def test_get_contacts_by_ids_returns_existing_in_one_query(db: Database) -> None:
     async with db.transaction() as session:
         service = ContactsService(session)
         ids = [
@@ -78,16 +76,8 @@ async def test_get_contacts_by_ids_returns_existing_in_one_query(
             ).id
             for i in range(3)
         ]
-    # One connection, so that every statement of the read goes through the one logged here.
-    single = Database(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
-    statements: list[str] = []
-    async with single.engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        driver.add_query_logger(lambda query: statements.append(query.query))
-    try:
-        found = await ContactsReader(single).get_contacts_by_ids([*ids, 999, ids[0]])
-    finally:
-        await single.dispose()
+    async with recorded_queries(db) as statements:
+        found = await ContactsReader(db).get_contacts_by_ids([*ids, 999, ids[0]])
     assert [c.id for c in found] == ids
     assert [c.email for c in found] == [f"c{i}@example.com" for i in range(3)]
     # (asyncpg's own catalog queries, made once per connection, are not counted)

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.database import Database
 from app.models.contact import ContactReadModel
@@ -27,7 +27,7 @@ from app.models.order import Order
 from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
 from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.broker import LocalBroker
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TestDatabase, recorded_queries
 from tests.conftest import ORDERS_API as API
 from tests.conftest import (
     ContactsService,
@@ -469,19 +469,12 @@ async def test_list_reads_a_page_with_a_fixed_number_of_queries(
     for _ in range(3):
         contact = await contacts.create_contact()
         await create(client, contact["id"])
-    statements: list[str] = []
-
-    def record(*args: object) -> None:
-        statements.append(str(args[2]))
-
     app_db: Database = app.state.db
-    event.listen(app_db.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    async with recorded_queries(app_db) as statements:
         response = await client.get(API)
-    finally:
-        event.remove(app_db.engine.sync_engine, "before_cursor_execute", record)
     assert len(response.json()) == 3
-    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert all(len(order["lines"]) == 1 for order in response.json())
+    selects = [s for s in statements if "FROM orders" in s or "FROM order_lines" in s]
     # One query for orders joined with their contacts, one for all their lines.
     assert len(selects) == 2, selects
 

@@ -37,6 +37,7 @@ from app.services.order_status import (
 from app.services.orders_service import (
     ContactsNotConfiguredError,
     OrderNotFoundError,
+    OrdersReader,
     OrdersService,
     format_order_number,
 )
@@ -208,9 +209,8 @@ async def test_read_model_deletion_first_then_create_event(db: Database) -> None
 
 # === ORDERS SERVICE (database) ===
 async def test_get_unknown_order_raises_not_found(db: Database) -> None:
-    async with db.transaction() as session:
-        with pytest.raises(OrderNotFoundError, match="Order with id 5 not found"):
-            await OrdersService(session).get_order_view(5)
+    with pytest.raises(OrderNotFoundError, match="Order with id 5 not found"):
+        await OrdersReader(db).get_order_view(5)
 
 
 async def test_creating_without_a_contact_directory_is_a_wiring_error(db: Database) -> None:

@@ -3,8 +3,8 @@
 FILE: orders_service.py
 PATH: /services/lkms102-orders/app/grpc/orders_service.py
 DESCRIPTION: gRPC servicer implementation for orders (async, shares the app's database pool)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:40:00
 ================================================================
 """
 
@@ -17,7 +17,7 @@ from app.database import Database
 from app.grpc import orders_pb2, orders_pb2_grpc
 from app.services.money import format_decimal
 from app.services.order_status import OrderStatus
-from app.services.orders_service import OrderNotFoundError, OrdersService, OrderView
+from app.services.orders_service import OrderNotFoundError, OrdersReader, OrderView
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def order_to_proto(view: OrderView) -> orders_pb2.Order:
                 unit_price=format_decimal(line.unit_price),
                 line_total=format_decimal(line.line_total),
             )
-            for line in order.lines
+            for line in view.lines
         ],
         total=format_decimal(order.total),
         notes=order.notes or "",
@@ -62,20 +62,19 @@ def order_to_proto(view: OrderView) -> orders_pb2.Order:
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     """
     gRPC servicer for orders (reads only). Each call reads in autocommit on the shared pool
-    (no BEGIN / COMMIT round trips); unexpected errors become INTERNAL with a generic message
-    (the server's interceptor logs the details).
+    (OrdersReader: no session, no BEGIN / COMMIT round trips); unexpected errors become
+    INTERNAL with a generic message (the server's interceptor logs the details).
     """
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        self.orders = OrdersReader(db)
 
     async def GetOrder(
         self, request: orders_pb2.GetOrderRequest, context: Context
     ) -> orders_pb2.GetOrderResponse:
         """Get order by ID; NOT_FOUND when it does not exist."""
         try:
-            async with self.db.read_session() as session:
-                view = await OrdersService(session).get_order_view(request.id)
+            view = await self.orders.get_order_view(request.id)
         except OrderNotFoundError as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, error.message)
         logger.debug("gRPC: Retrieved order %s", request.id)
@@ -92,10 +91,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
                 f"skip must be >= 0 and limit between 1 and {MAX_LIMIT} "
                 f"(got skip={request.skip}, limit={request.limit})",
             )
-        async with self.db.read_session() as session:
-            views, total = await OrdersService(session).get_orders_by_contact(
-                request.contact_id, skip=request.skip, limit=limit
-            )
+        views, total = await self.orders.get_orders_by_contact(
+            request.contact_id, skip=request.skip, limit=limit
+        )
         logger.debug("gRPC: Retrieved %d orders of contact %s", len(views), request.contact_id)
         return orders_pb2.GetOrdersByContactResponse(
             orders=[order_to_proto(view) for view in views], total=total

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /services/lkms102-orders/app/kafka/events.py
 DESCRIPTION: Order events (lkern.orders.*): payloads, written to the outbox with the change
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:40:00
 ================================================================
 """
 
@@ -73,7 +73,7 @@ def order_snapshot(view: OrderView) -> dict[str, Any]:
                 "unit_price": format_decimal(line.unit_price),
                 "line_total": format_decimal(line.line_total),
             }
-            for line in order.lines
+            for line in view.lines
         ],
         "total": format_decimal(order.total),
         "notes": order.notes,

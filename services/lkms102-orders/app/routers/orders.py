@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:40:00
 ================================================================
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import ReadSessionDep, SessionDep
+from app.database import Database, SessionDep
 from app.schemas.order import (
     ContactSummary,
     OrderCreate,
@@ -24,7 +24,7 @@ from app.schemas.order import (
 )
 from app.services.contact_directory import ContactDirectory
 from app.services.order_status import OrderStatus
-from app.services.orders_service import OrdersService, OrderView
+from app.services.orders_service import OrdersReader, OrdersService, OrderView
 from lkern_common.database import INT32_MAX
 
 # === ROUTER ===
@@ -48,13 +48,14 @@ async def get_orders_service(request: Request, session: SessionDep) -> OrdersSer
     return OrdersService(session, ContactDirectory(request.app.state.contacts_client))
 
 
-async def get_orders_reader(session: ReadSessionDep) -> OrdersService:
-    """The orders service for a route that only reads (no transaction round trips)."""
-    return OrdersService(session)
+async def get_orders_reader(request: Request) -> OrdersReader:
+    """The orders reads for a route that only reads (no session, no transaction)."""
+    db: Database = request.app.state.db
+    return OrdersReader(db)
 
 
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
-ReaderDep = Annotated[OrdersService, Depends(get_orders_reader)]
+ReaderDep = Annotated[OrdersReader, Depends(get_orders_reader)]
 
 
 # === CONVERSION ===
@@ -66,7 +67,7 @@ def order_response(view: OrderView) -> OrderResponse:
         number=order.number,
         status=OrderStatus(order.status),
         currency=order.currency,
-        lines=[OrderLineResponse.model_validate(line) for line in order.lines],
+        lines=[OrderLineResponse.model_validate(line) for line in view.lines],
         total=order.total,
         notes=order.notes,
         contact=ContactSummary(

@@ -2,19 +2,31 @@
 ================================================================
 FILE: orders_service.py
 PATH: /services/lkms102-orders/app/services/orders_service.py
-DESCRIPTION: Business logic for orders: create, read, list, edit drafts, change status, delete
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: Orders logic: reads (OrdersReader); create, edit, status, delete (OrdersService)
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:40:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +38,7 @@ from app.services import contacts_read_model
 from app.services.contact_directory import ContactDirectory, ContactRejectedError
 from app.services.money import order_total
 from app.services.order_status import OrderNotEditableError, OrderStatus, check_transition
+from lkern_common.database import Database, Query, Record
 from lkern_common.errors import NotFoundError
 
 # === LOGGING ===
@@ -77,22 +90,115 @@ def _list_filters(contact_id: int | None, status: OrderStatus | None) -> list[Co
 
 
 # === VIEW ===
-@dataclass
+@dataclass(frozen=True)
 class OrderView:
-    """An order with its lines and what the read model knows about its contact."""
+    """
+    An order with its lines and its contact's current name and email: the read model's, else
+    the snapshot taken when the order was created. After a change ``order`` and ``lines`` are
+    ORM objects; when only read (OrdersReader) they are records with the same attributes.
+    """
 
-    order: Order
-    contact: ContactReadModel | None
+    order: Order | Record
+    lines: Sequence[OrderLine | Record]
+    contact_name: str
+    contact_email: str
 
-    @property
-    def contact_name(self) -> str:
-        """The contact's current name (read model), else the snapshot taken at creation."""
-        return self.contact.name if self.contact is not None else self.order.contact_name
+    @classmethod
+    def of(cls, order: Order, contact: ContactReadModel | None) -> "OrderView":
+        """The view of an ORM order (lines loaded) and its contact in the read model."""
+        return cls(
+            order=order,
+            lines=list(order.lines),
+            contact_name=contact.name if contact is not None else order.contact_name,
+            contact_email=contact.email if contact is not None else order.contact_email,
+        )
 
-    @property
-    def contact_email(self) -> str:
-        """The contact's current email (read model), else the snapshot taken at creation."""
-        return self.contact.email if self.contact is not None else self.order.contact_email
+
+# === READS ===
+# Reads run straight on the driver (Database.fetch_one / fetch_all), statements compiled once:
+# no ORM objects and no SQLAlchemy execution layer for an order that is only shown
+# (docs/performance.md). Two statements per page (orders with contacts, then their lines), as
+# the ORM's selectinload did, each in autocommit.
+ORDERS = cast(Table, Order.__table__)
+LINES = cast(Table, OrderLine.__table__)
+READ_MODEL = cast(Table, ContactReadModel.__table__)
+
+
+def _orders_with_contacts() -> Select[Any]:
+    """Orders and their contact's current name and email (read model, else the snapshot)."""
+    return select(
+        ORDERS,
+        func.coalesce(READ_MODEL.c.name, ORDERS.c.contact_name).label("view_contact_name"),
+        func.coalesce(READ_MODEL.c.email, ORDERS.c.contact_email).label("view_contact_email"),
+    ).outerjoin(READ_MODEL, READ_MODEL.c.id == ORDERS.c.contact_id)
+
+
+ORDER_BY_ID = Query(_orders_with_contacts().where(ORDERS.c.id == bindparam("order_id")))
+LINES_OF_ORDERS = Query(
+    select(LINES)
+    .where(LINES.c.order_id == any_(bindparam("order_ids", type_=ARRAY(Integer))))
+    .order_by(LINES.c.order_id, LINES.c.position)
+)
+
+
+class OrdersReader:
+    """Orders reads: statements in autocommit, no transaction, no ORM objects."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_order_view(self, order_id: int) -> OrderView:
+        """The order with its contact, or OrderNotFoundError."""
+        row = await self.db.fetch_one(ORDER_BY_ID, order_id=order_id)
+        if row is None:
+            raise OrderNotFoundError(order_id)
+        return (await self._views([row]))[0]
+
+    async def list_orders(
+        self,
+        *,
+        skip: int,
+        limit: int,
+        contact_id: int | None = None,
+        status: OrderStatus | None = None,
+    ) -> tuple[list[OrderView], int]:
+        """
+        A page of orders ordered by id with their contacts (one query for orders and contacts,
+        one for their lines), and the number of all orders that match.
+        """
+        filters = _list_filters(contact_id, status)
+        page = _orders_with_contacts().where(*filters).order_by(ORDERS.c.id)
+        views = await self._views(await self.db.fetch_all(Query(page.offset(skip).limit(limit))))
+        if skip == 0 and len(views) < limit:
+            total = len(views)  # the whole result fits in this page: no count query needed
+        else:
+            count = select(func.count().label("total")).select_from(ORDERS).where(*filters)
+            row = await self.db.fetch_one(Query(count))
+            total = row.total if row is not None else 0
+        return views, total
+
+    async def get_orders_by_contact(
+        self, contact_id: int, *, skip: int = 0, limit: int = 100
+    ) -> tuple[list[OrderView], int]:
+        """The contact's orders (oldest first) and how many there are."""
+        return await self.list_orders(skip=skip, limit=limit, contact_id=contact_id)
+
+    async def _views(self, orders: Sequence[Record]) -> list[OrderView]:
+        """The orders with their lines (one query for all of them)."""
+        lines: dict[int, list[Record]] = defaultdict(list)
+        if orders:
+            order_ids = [order.id for order in orders]
+            for line in await self.db.fetch_all(LINES_OF_ORDERS, order_ids=order_ids):
+                lines[line.order_id].append(line)
+        return [
+            OrderView(
+                order=order,
+                lines=lines[order.id],
+                contact_name=order.view_contact_name,
+                contact_email=order.view_contact_email,
+            )
+            for order in orders
+        ]
 
 
 # === SERVICE ===
@@ -112,51 +218,6 @@ class OrdersService:
         if self._contacts is None:
             raise ContactsNotConfiguredError("OrdersService needs a ContactDirectory here")
         return self._contacts
-
-    # --- reads ---
-    def _view_query(self) -> Select[Order, ContactReadModel]:
-        return (
-            select(Order, ContactReadModel)
-            .outerjoin(ContactReadModel, ContactReadModel.id == Order.contact_id)
-            .options(selectinload(Order.lines))
-        )
-
-    async def get_order_view(self, order_id: int) -> OrderView:
-        """The order with its contact, or OrderNotFoundError."""
-        row = (await self.session.execute(self._view_query().where(Order.id == order_id))).first()
-        if row is None:
-            raise OrderNotFoundError(order_id)
-        return OrderView(order=row[0], contact=row[1])
-
-    async def list_orders(
-        self,
-        *,
-        skip: int,
-        limit: int,
-        contact_id: int | None = None,
-        status: OrderStatus | None = None,
-    ) -> tuple[list[OrderView], int]:
-        """
-        A page of orders ordered by id with their contacts (one query for orders and contacts,
-        one for their lines), and the number of all orders that match.
-        """
-        filters = _list_filters(contact_id, status)
-        page = self._view_query().where(*filters).order_by(Order.id).offset(skip).limit(limit)
-        views = [
-            OrderView(order=row[0], contact=row[1]) for row in await self.session.execute(page)
-        ]
-        if skip == 0 and len(views) < limit:
-            total = len(views)  # the whole result fits in this page: no count query needed
-        else:
-            count = select(func.count()).select_from(Order).where(*filters)
-            total = await self.session.scalar(count) or 0
-        return views, total
-
-    async def get_orders_by_contact(
-        self, contact_id: int, *, skip: int = 0, limit: int = 100
-    ) -> tuple[list[OrderView], int]:
-        """The contact's orders (oldest first) and how many there are."""
-        return await self.list_orders(skip=skip, limit=limit, contact_id=contact_id)
 
     async def _lock_order(self, order_id: int) -> Order:
         """The order with its lines, its row locked until the transaction ends."""
@@ -216,7 +277,7 @@ class OrdersService:
         )
         self.session.add(order)
         await self.session.flush()
-        view = OrderView(order=order, contact=contact)
+        view = OrderView.of(order, contact)
         await record_order_event(self.session, OrderEventType.CREATED, view)
         logger.info("Created order %s (%s) for contact %s", order.id, order.number, contact.id)
         return view
@@ -308,4 +369,4 @@ class OrdersService:
 
     async def _view(self, order: Order) -> OrderView:
         contact = await contacts_read_model.get_contact(self.session, order.contact_id)
-        return OrderView(order=order, contact=contact)
+        return OrderView.of(order, contact)

@@ -3,8 +3,8 @@
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
 DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 14:50:00
 ================================================================
 """
 
@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,10 @@ from typing import Any, Self
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
 
+from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
 
@@ -90,6 +92,37 @@ class TestDatabase:
             await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         finally:
             await connection.close()
+
+
+# === STATEMENTS SENT ===
+@contextlib.asynccontextmanager
+async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
+    """
+    The SQL text of the statements ``db``'s pooled connections send through asyncpg's query
+    API while the block runs: every direct read (``Database.fetch_one`` / ``fetch_all``), the
+    simple statements of transactions (BEGIN, COMMIT), and asyncpg's own catalog queries (made
+    once per connection). Statements SQLAlchemy runs as prepared statements are not included.
+    For tests that count the queries of a use case.
+    """
+    queries: list[str] = []
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        queries.append(query.query)
+
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if not any(driver is known for known in logged):
+            driver.add_query_logger(log)
+            logged.append(driver)
+
+    sa_event.listen(db.engine.sync_engine, "checkout", on_checkout)
+    try:
+        yield queries
+    finally:
+        sa_event.remove(db.engine.sync_engine, "checkout", on_checkout)
+        for driver in logged:
+            driver.remove_query_logger(log)
 
 
 # === TEST BROKER ===
