@@ -3,14 +3,14 @@
 FILE: database.py
 PATH: /services/lkms102-orders/app/database.py
 DESCRIPTION: Database pieces of the orders service (from the shared library)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 15:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 from lkern_common.database import Base, Database
-from lkern_common.web.deps import ReadSessionDep, SessionDep
+from lkern_common.web.deps import DatabaseDep, ReadSessionDep, SessionDep
 
 # === EXPORTS ===
-__all__ = ["Base", "Database", "ReadSessionDep", "SessionDep"]
+__all__ = ["Base", "Database", "DatabaseDep", "ReadSessionDep", "SessionDep"]

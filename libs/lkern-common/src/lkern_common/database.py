@@ -2,7 +2,7 @@
 ================================================================
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
-DESCRIPTION: Declarative base, async engine and session handling shared by every service
+DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
 VERSION: v1.1.0
 UPDATED: 2026-11-26 14:20:00
 ================================================================

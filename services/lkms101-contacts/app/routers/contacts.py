@@ -12,9 +12,9 @@ UPDATED: 2026-11-26 14:30:00
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.database import Database, SessionDep
+from app.database import DatabaseDep, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
@@ -36,9 +36,8 @@ async def get_contacts_service(session: SessionDep) -> ContactsService:
     return ContactsService(session)
 
 
-async def get_contacts_reader(request: Request) -> ContactsReader:
+async def get_contacts_reader(db: DatabaseDep) -> ContactsReader:
     """The contacts reads for a route that only reads (no session, no transaction)."""
-    db: Database = request.app.state.db
     return ContactsReader(db)
 
 

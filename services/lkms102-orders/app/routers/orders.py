@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import Database, SessionDep
+from app.database import DatabaseDep, SessionDep
 from app.schemas.order import (
     ContactSummary,
     OrderCreate,
@@ -48,9 +48,8 @@ async def get_orders_service(request: Request, session: SessionDep) -> OrdersSer
     return OrdersService(session, ContactDirectory(request.app.state.contacts_client))
 
 
-async def get_orders_reader(request: Request) -> OrdersReader:
+async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
     """The orders reads for a route that only reads (no session, no transaction)."""
-    db: Database = request.app.state.db
     return OrdersReader(db)
 
 
