@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,12 +137,25 @@ def stop_stack(stack: RunningStack) -> None:
     shutil.rmtree(stack.data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[RunningStack]:
-    """The whole system started by the real `lkern up`, shared by one test module."""
-    running = start_stack()
+@contextmanager
+def ready_stack(**service_env: str) -> Iterator[RunningStack]:
+    """
+    `lkern up` started (``service_env``: settings it passes on to both services, e.g.
+    ``HTTP_WORKERS="2"``), ready; stopped at the end of the block.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in service_env.items():
+            patch.setenv(name, value)
+        running = start_stack()
     try:
         wait_until_ready(running)
         yield running
     finally:
         stop_stack(running)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[RunningStack]:
+    """The whole system started by the real `lkern up`, shared by one test module."""
+    with ready_stack() as running:
+        yield running

@@ -23,7 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_until_ready
+from tests.e2e.conftest import RunningStack, ready_stack
 
 # === CONSTANTS ===
 WORKERS = 2
@@ -33,14 +33,8 @@ WAIT_S = 30.0
 # === FIXTURES ===
 @pytest.fixture(scope="module")
 def two_workers() -> Iterator[RunningStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HTTP_WORKERS", str(WORKERS))  # lkern up passes it on to both services
-        running = start_stack()
-    try:
-        wait_until_ready(running)
+    with ready_stack(HTTP_WORKERS=str(WORKERS)) as running:
         yield running
-    finally:
-        stop_stack(running)
 
 
 # === HELPERS ===

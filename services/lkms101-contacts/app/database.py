@@ -10,7 +10,7 @@ UPDATED: 2026-11-26 15:00:00
 
 # === IMPORTS ===
 from lkern_common.database import Base, Database
-from lkern_common.web.deps import DatabaseDep, ReadSessionDep, SessionDep
+from lkern_common.web.deps import DatabaseDep, SessionDep
 
 # === EXPORTS ===
-__all__ = ["Base", "Database", "DatabaseDep", "ReadSessionDep", "SessionDep"]
+__all__ = ["Base", "Database", "DatabaseDep", "SessionDep"]

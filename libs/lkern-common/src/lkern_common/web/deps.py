@@ -3,8 +3,8 @@
 FILE: deps.py
 PATH: /libs/lkern-common/src/lkern_common/web/deps.py
 DESCRIPTION: FastAPI dependencies: the request owns the database transaction
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-11-26 15:40:00
 ================================================================
 """
 
@@ -39,18 +39,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """
-    One session per request for routes that only read (GET): statements run in autocommit
-    (:meth:`Database.read_session`), so no BEGIN / COMMIT round trips. Closed before the
-    response is sent, so its connection goes back to the pool at once.
-    """
-    db: Database = request.app.state.db
-    async with db.read_session() as session:
-        yield session
-
-
 # === ALIASES ===
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
