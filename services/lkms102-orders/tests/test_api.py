@@ -194,9 +194,16 @@ async def test_concurrent_creates_get_distinct_numbers(
         ({"lines": None}, "valid list"),
         ({"currency": "XYZ"}, "not an ISO 4217 currency code"),
         ({"currency": "EURO"}, "not an ISO 4217 currency code"),
-        ({"contact_id": 0}, "greater than 0"),
+        ({"contact_id": 0}, "greater than or equal to 1"),
         ({"contact_id": 2**31}, "less than or equal"),
         ({"contact_id": "abc"}, "valid integer"),
+        ({"contact_id": True}, "valid integer"),
+        ({"contact_id": "1"}, "valid integer"),
+        ({"contact_id": 1, "id": 5}, "Extra inputs are not permitted"),
+        ({"status": "confirmed"}, "Extra inputs are not permitted"),
+        ({"notes": "a\x00b"}, "text_not_storable"),
+        ({"lines": [{**LINE, "description": "\x00"}]}, "text_not_storable"),
+        ({"lines": [{**LINE, "colour": "red"}]}, "Extra inputs are not permitted"),
         ({"notes": "x" * 4001}, "at most 4000"),
         ({"lines": [{**LINE, "quantity": "NaN"}]}, "finite number"),
         ({"lines": [{**LINE, "unit_price": "Infinity"}]}, "finite number"),
@@ -225,6 +232,19 @@ async def test_invalid_order_is_422(
     response = await client.post(API, json=body)
     assert response.status_code == 422, response.text
     assert message in response.text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"notes": "a\x00b"}, {"lines": [{**LINE, "description": "x\x00"}]}, {"version": 9}],
+)
+async def test_invalid_edit_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, contact: dict[str, Any], change: dict[str, Any]
+) -> None:
+    order = await create(client, contact["id"])
+    response = await client.put(f"{API}{order['id']}", json=change)
+    assert response.status_code == 422, response.text
+    assert (await client.get(f"{API}{order['id']}")).json() == order
 
 
 async def test_nan_and_infinity_json_literals_are_422(client: httpx.AsyncClient) -> None:
@@ -277,7 +297,7 @@ async def test_unknown_contact_is_400_with_the_reason_from_contacts(
 async def test_inactive_contact_is_400(
     client: httpx.AsyncClient, contacts: ContactsService
 ) -> None:
-    inactive = await contacts.create_contact(is_active=False)
+    inactive = await contacts.create_contact()
     await contacts.update_contact(inactive["id"], is_active=False)
     response = await client.post(API, json={"contact_id": inactive["id"], "lines": [LINE]})
     assert response.status_code == 400

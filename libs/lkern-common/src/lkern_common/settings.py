@@ -78,11 +78,23 @@ class ServiceSettings(BaseSettings):
     http_workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
     cors_origins: Annotated[list[str], NoDecode] = [WEB_UI_ORIGIN]
     cors_allow_credentials: bool = True
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; a larger one is refused with 413 "
+        "while it arrives (Content-Length or chunked), before it is held in memory",
+    )
 
     # --- gRPC ---
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 5000
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
+    grpc_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC message received or sent, in bytes (a larger request is "
+        "refused with RESOURCE_EXHAUSTED)",
+    )
 
     # --- database ---
     database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/postgres"

@@ -26,9 +26,11 @@ from app.services.contact_directory import ContactDirectory
 from app.services.order_status import OrderStatus
 from app.services.orders_service import OrdersReader, OrdersService, OrderView
 from lkern_common.database import INT32_MAX
+from lkern_common.web.openapi import LIST_RESPONSES
+from lkern_common.web.routing import ApiRoute
 
 # === ROUTER ===
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
 # === CONSTANTS ===
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Order not found"}}
@@ -79,7 +81,7 @@ def order_response(view: OrderView) -> OrderResponse:
 
 
 # === GET ALL ORDERS ===
-@router.get("/", response_model=list[OrderResponse])
+@router.get("/", response_model=list[OrderResponse], responses=LIST_RESPONSES)
 async def get_orders(
     service: ReaderDep,
     response: Response,

@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:55:00
 ================================================================
 """
 
@@ -16,12 +16,19 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.error_handlers import install_error_handlers
 from lkern_common.web.health import health_router
-from lkern_common.web.middleware import RequestIdMiddleware
+from lkern_common.web.middleware import (
+    BodyLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestIdMiddleware,
+)
+from lkern_common.web.openapi import complete_openapi
+from lkern_common.web.routing import ApiRoute
 
 # === TYPES ===
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -46,6 +53,18 @@ def _freezing_gc(lifespan: Lifespan) -> Lifespan:
     return run
 
 
+# === ROUTES ===
+def _check_route_classes(routers: Sequence[APIRouter]) -> None:
+    """Every API route parses its body with the shared bounded JSON parser (routing.ApiRoute)."""
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and not isinstance(route, ApiRoute):
+                raise TypeError(
+                    f"route {route.path} is a {type(route).__name__}: declare its router as "
+                    "APIRouter(..., route_class=lkern_common.web.routing.ApiRoute)"
+                )
+
+
 # === FACTORY ===
 def create_service_app(
     settings: ServiceSettings,
@@ -59,8 +78,10 @@ def create_service_app(
     """
     The FastAPI app of a service: /docs and /redoc served without a CDN (assets shipped by
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
-    one error contract, /health, /ready and /.
+    one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
+    counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /.
     """
+    _check_route_classes(routers)
     app = FastAPIOffline(
         title=title,
         version=settings.service_version,
@@ -69,6 +90,8 @@ def create_service_app(
         redoc_url="/redoc",
         lifespan=_freezing_gc(lifespan),
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -83,4 +106,5 @@ def create_service_app(
     app.include_router(health_router(settings))
     for router in routers:
         app.include_router(router, prefix=api_prefix)
+    complete_openapi(app, api_prefix)
     return app

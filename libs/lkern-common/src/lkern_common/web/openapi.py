@@ -1,0 +1,88 @@
+"""
+================================================================
+FILE: openapi.py
+PATH: /libs/lkern-common/src/lkern_common/web/openapi.py
+DESCRIPTION: Completes a service's OpenAPI document with the answers every API route can give
+VERSION: v1.0.0
+UPDATED: 2026-12-02 02:50:00
+================================================================
+
+FastAPI documents the responses a route declares. Some answers come from the shared pieces
+instead, for every route under the API prefix, and are added here so that the document tells
+the truth (docs/errors.md): the error body ``{"detail": "..."}`` on every 4xx/5xx a route
+declares, 413 on routes with a body (HTTP_MAX_BODY_BYTES), 503 with ``Retry-After`` when the
+database cannot be reached, and the ``X-Request-ID`` header on every response.
+"""
+
+# === IMPORTS ===
+from typing import Any
+
+from fastapi import FastAPI
+
+# === CONSTANTS ===
+ERROR_SCHEMA_NAME = "ErrorResponse"
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": ERROR_SCHEMA_NAME,
+    "description": "Every error except 422: a message a person can act on",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+    "required": ["detail"],
+}
+ERROR_CONTENT: dict[str, Any] = {
+    "application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}
+}
+REQUEST_ID_DOC: dict[str, Any] = {
+    "description": "The request id: the client's X-Request-ID when it sent a valid one, "
+    "else a new one; it tags every log line of the request",
+    "schema": {"type": "string"},
+}
+TOTAL_COUNT_DOC: dict[str, Any] = {
+    "description": "Number of all items that match the filters (not only this page)",
+    "schema": {"type": "integer", "minimum": 0},
+}
+# For a list route: `responses=LIST_RESPONSES` documents the X-Total-Count header.
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": {"X-Total-Count": {**TOTAL_COUNT_DOC, "required": True}}}
+}
+TOO_LARGE: dict[str, Any] = {
+    "description": "The request body is larger than HTTP_MAX_BODY_BYTES",
+    "content": ERROR_CONTENT,
+}
+UNAVAILABLE: dict[str, Any] = {
+    "description": "The database (or a service this one depends on) cannot be reached: retry later",
+    "content": ERROR_CONTENT,
+    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
+}
+
+
+# === DOCUMENT ===
+def _complete_operation(operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    if "requestBody" in operation:
+        responses.setdefault("413", TOO_LARGE)
+    responses.setdefault("503", UNAVAILABLE)
+    for code, response in responses.items():
+        if code[0] in "45" and code != "422" and "content" not in response:
+            response["content"] = ERROR_CONTENT
+        headers = response.setdefault("headers", {})
+        headers.setdefault("X-Request-ID", {**REQUEST_ID_DOC, "required": True})
+
+
+def complete_openapi(app: FastAPI, api_prefix: str) -> None:
+    """Make ``app.openapi()`` return FastAPI's document completed for the API routes."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {})[ERROR_SCHEMA_NAME] = (
+                ERROR_SCHEMA
+            )
+            for path, item in document.get("paths", {}).items():
+                if path.startswith(api_prefix):
+                    for operation in item.values():
+                        _complete_operation(operation)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
