@@ -24,6 +24,7 @@ from pydantic import (
 
 from app.services.money import (
     DEFAULT_CURRENCY,
+    ISO_4217_CURRENCIES,
     PRICE_DIGITS,
     PRICE_PLACES,
     QUANTITY_DIGITS,
@@ -97,7 +98,7 @@ DecimalString = Annotated[
     Decimal,
     PlainSerializer(format_decimal, return_type=str, when_used="json"),
 ]
-ContactId = Annotated[Id, Field(description="Contact ID (lkms101)")]
+ContactId = Annotated[Id, Field(description="Contact ID (lkms101)", examples=[1])]
 Notes = Annotated[str | None, Field(max_length=MAX_NOTES_LENGTH, description="Free-text notes")]
 
 
@@ -143,7 +144,10 @@ class OrderCreate(InputModel):
 
     contact_id: ContactId
     currency: str = Field(
-        DEFAULT_CURRENCY, description="ISO 4217 currency code (default EUR)", examples=["EUR"]
+        DEFAULT_CURRENCY,
+        description="ISO 4217 currency code (default EUR; lower case is accepted too)",
+        examples=["EUR"],
+        json_schema_extra={"enum": sorted(ISO_4217_CURRENCIES)},
     )
     lines: list[OrderLineIn] = Field(..., min_length=1, max_length=MAX_LINES)
     notes: Notes = None
