@@ -116,3 +116,29 @@ def test_schemathesis_finds_no_failure(
     report = f"{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, report
     assert "No issues found" in report or "warnings in" in report, report
+
+
+def test_real_server_bounds_bodies_and_answers_head(fuzzed_stack: RunningStack) -> None:
+    """What the in-process tests cannot show: uvicorn's framing of 413, chunked bodies, HEAD."""
+    big = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'", "email": "big@example.com"}'
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    with httpx.Client(base_url=fuzzed_stack.url("contacts"), headers=api_headers()) as client:
+        declared = client.post(
+            "/api/v1/contacts/", content=big, headers={"content-type": "application/json"}
+        )
+        assert declared.status_code == 413
+        assert declared.json()["detail"].startswith("Request body is larger than")
+        chunked = client.post(
+            "/api/v1/contacts/", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert chunked.status_code == 413
+        assert "X-Request-ID" in chunked.headers
+        get = client.get("/api/v1/contacts/1")
+        head = client.head("/api/v1/contacts/1")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == get.headers["content-length"]
