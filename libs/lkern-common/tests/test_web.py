@@ -290,6 +290,13 @@ async def test_openapi_declares_the_shared_answers(client: httpx.AsyncClient) ->
     assert create["413"]["content"]["application/json"]["schema"] == error_ref
     assert "X-Request-ID" in create["201"]["headers"]
     assert "413" not in document["paths"]["/api/v1/things/{thing_id}"]["get"]["responses"]
+    links = create["201"]["links"]
+    assert {link["operationId"].split("_")[0] for link in links.values()} == {
+        "get",
+        "update",
+        "delete",
+    }
+    assert all(link["parameters"] == {"thing_id": "$response.body#/id"} for link in links.values())
     update = document["components"]["schemas"]["ThingUpdate"]["properties"]
     assert update["name"] == {"type": "string", "maxLength": 20, "title": "Name"}
     assert update["active"] == {"type": "boolean", "title": "Active"}

@@ -11,10 +11,12 @@ FastAPI documents the responses a route declares. Some answers come from the sha
 instead, for every route under the API prefix, and are added here so that the document tells
 the truth (docs/errors.md): the error body ``{"detail": "..."}`` on every 4xx/5xx a route
 declares, 413 on routes with a body (HTTP_MAX_BODY_BYTES), 503 with ``Retry-After`` when the
-database cannot be reached, and the ``X-Request-ID`` header on every response.
+database cannot be reached, the ``X-Request-ID`` header on every response, and links from
+each create to the operations on what it created.
 """
 
 # === IMPORTS ===
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -68,6 +70,29 @@ def _complete_operation(operation: dict[str, Any]) -> None:
         headers.setdefault("X-Request-ID", {**REQUEST_ID_DOC, "required": True})
 
 
+def _add_links(paths: dict[str, Any]) -> None:
+    """
+    OpenAPI links from each create (``POST /things/`` → 201 with ``id``) to the operations on
+    the item it made (``/things/{thing_id}`` and below): clients and the stateful fuzzing phase
+    follow create → get → update → delete.
+    """
+    for collection, item in paths.items():
+        created = item.get("post", {}).get("responses", {}).get("201")
+        if not collection.endswith("/") or created is None:
+            continue
+        item_path = re.compile(re.escape(collection) + r"\{(\w+)\}(/.*)?$")
+        links: dict[str, Any] = created.setdefault("links", {})
+        for path, operations in paths.items():
+            match = item_path.match(path)
+            if match is None:
+                continue
+            for operation in operations.values():
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {match.group(1): "$response.body#/id"},
+                }
+
+
 def complete_openapi(app: FastAPI, api_prefix: str) -> None:
     """Make ``app.openapi()`` return FastAPI's document completed for the API routes."""
     generate = app.openapi
@@ -82,6 +107,7 @@ def complete_openapi(app: FastAPI, api_prefix: str) -> None:
                 if path.startswith(api_prefix):
                     for operation in item.values():
                         _complete_operation(operation)
+            _add_links(document.get("paths", {}))
             app.openapi_schema = document
         return app.openapi_schema
 
