@@ -137,8 +137,13 @@ def test_real_server_bounds_bodies_and_answers_head(fuzzed_stack: RunningStack) 
         )
         assert chunked.status_code == 413
         assert "X-Request-ID" in chunked.headers
-        get = client.get("/api/v1/contacts/1")
-        head = client.head("/api/v1/contacts/1")
+        created = client.post(
+            "/api/v1/contacts/", json={"name": "Head", "email": "head@example.com"}
+        )
+        item = f"/api/v1/contacts/{created.json()['id']}"
+        get = client.get(item)
+        assert get.status_code == 200
+        head = client.head(item)
         assert head.status_code == 200
         assert head.content == b""
         assert head.headers["content-length"] == get.headers["content-length"]
