@@ -35,6 +35,8 @@ from lkern_devstack.testpostgres import run_with_test_postgres
 # === CONSTANTS ===
 console = Console(highlight=False, soft_wrap=True)
 PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
+# Wider than any table we print: the width a table is measured in when nothing limits it.
+UNBOUNDED_WIDTH = 10_000
 
 app = typer.Typer(
     help="L-KERN v4 local stack: run every service with its database and broker on this machine.",
@@ -107,7 +109,8 @@ def print_table(table: Table) -> None:
         console.print(table)
         return
     fitted = console.width
-    console.width = max(fitted, console.measure(table).maximum)
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+    console.width = max(fitted, console.measure(table, options=unbounded).maximum)
     try:
         console.print(table)
     finally:
