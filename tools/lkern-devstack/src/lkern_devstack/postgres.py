@@ -3,8 +3,8 @@
 FILE: postgres.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/postgres.py
 DESCRIPTION: Embedded PostgreSQL for the local stack: initdb, start, stop, create databases
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:40:00
 ================================================================
 
 One PostgreSQL server per data folder, listening on TCP ``host:port`` (default
