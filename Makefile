@@ -13,7 +13,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test lint format typecheck unit suites grpc-gen requirements config-docs images bench clean
+.PHONY: help venv up test lint format typecheck unit grpc-gen requirements config-docs images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -51,6 +51,7 @@ unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_
 
 # The suites one after the other (library, devstack, services, deployment files, end to end);
 # `make unit` runs them with TEST_POSTGRES_URL set (see README, "Tests and PostgreSQL").
+.PHONY: suites
 suites: venv
 	@for dir in $(PACKAGES) $(SERVICES); do \
 		if [ -d $$dir/tests ]; then \
