@@ -46,7 +46,16 @@ typecheck: venv  ## mypy --strict on the library, tools, scripts and each servic
 		if [ -d $$service/app ]; then (cd $$service && $(MYPY) app) || exit 1; fi; \
 	done
 
-unit: venv  ## every test suite (library, devstack, services, deployment files, end to end)
+unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_URL)
+	$(BIN)/lkern with-test-postgres -- $(MAKE) --no-print-directory suites
+
+# The suites one after the other (library, devstack, services, deployment files, end to end);
+# `make unit` runs them with TEST_POSTGRES_URL set (see README, "Tests and PostgreSQL").
+# They need no network: uv (tests/deploy installs the pinned requirements) uses only its cache,
+# which `make venv` filled.
+.PHONY: suites
+suites: export UV_OFFLINE = 1
+suites: venv
 	@for dir in $(PACKAGES) $(SERVICES); do \
 		if [ -d $$dir/tests ]; then \
 			echo "=== tests: $$dir ==="; \
