@@ -92,6 +92,7 @@ class Podman:
 
     def __init__(self, binary: str, config_dir: Path) -> None:
         self.binary = binary
+        self.work = config_dir  # containers.conf, files staged for containers
         self.conf = config_dir / "containers.conf"
         self.conf.write_text(containers_conf(), encoding="utf-8")
         self.env = {**os.environ, "CONTAINERS_CONF": str(self.conf)}
@@ -246,7 +247,7 @@ class ContainerSpec:
     """
     What a container gets besides its image: environment variables (passed by name, so values
     never appear on a command line) and files mounted read-only (container path -> host file;
-    readable by the image's user 10001, e.g. mode 0644).
+    a copy owned by the image's user, mode 0400, so that a private key's 0600 is no obstacle).
     """
 
     image: str
@@ -254,14 +255,27 @@ class ContainerSpec:
     env: Mapping[str, str] | None = None
     files: Mapping[str, Path] | None = None
 
-    def run_args(self) -> list[str]:
-        args = ["--network=host", *self.flags]
-        args += [arg for name in (self.env or {}) for arg in ("--env", name)]
-        for target, source in (self.files or {}).items():
-            if not source.stat().st_mode & 0o004:
-                raise AssertionError(f"{source} is not readable by the container's user")
-            args += ["--volume", f"{source}:{target}:ro"]
-        return [*args, self.image]
+
+def run_args(podman: Podman, spec: ContainerSpec) -> list[str]:
+    """The ``podman run`` arguments of ``spec``, up to and including the image."""
+    args = ["--network=host", *spec.flags]
+    args += [arg for name in (spec.env or {}) for arg in ("--env", name)]
+    if spec.files:
+        staging = Path(tempfile.mkdtemp(prefix="files-", dir=podman.work))
+        uid, gid = image_user(podman, spec.image)
+        for index, (target, source) in enumerate(spec.files.items()):
+            copy = staging / f"{index}-{source.name}"
+            shutil.copyfile(source, copy)
+            os.chown(copy, uid, gid)
+            copy.chmod(0o400)
+            args += ["--volume", f"{copy}:{target}:ro"]
+    return [*args, spec.image]
+
+
+def image_user(podman: Podman, image: str) -> tuple[int, int]:
+    """The numeric uid and gid of the image's USER (the Dockerfiles set them as numbers)."""
+    uid, _, gid = podman.inspect("image", image)["Config"]["User"].partition(":")
+    return int(uid), int(gid or uid)
 
 
 @dataclass
@@ -309,7 +323,7 @@ class Container:
 def start_container(podman: Podman, name: str, spec: ContainerSpec) -> Container:
     """``podman run -d`` on the host's network (the services listen on free ports)."""
     unique = f"lkern-test-{name}-{uuid.uuid4().hex[:8]}"
-    podman.run("run", "--detach", "--name", unique, *spec.run_args(), env=spec.env)
+    podman.run("run", "--detach", "--name", unique, *run_args(podman, spec), env=spec.env)
     return Container(podman=podman, name=unique)
 
 
@@ -318,5 +332,5 @@ def run_once(
 ) -> subprocess.CompletedProcess[str]:
     """``podman run --rm`` of a command in the image (a migrate job, a look inside)."""
     return podman.run(
-        "run", "--rm", *spec.run_args(), *command, env=spec.env, timeout=timeout, check=False
+        "run", "--rm", *run_args(podman, spec), *command, env=spec.env, timeout=timeout, check=False
     )

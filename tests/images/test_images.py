@@ -66,6 +66,17 @@ print(json.dumps({
     "root_writable": os.access("/", os.W_OK), "tmp_writable": os.access("/tmp", os.W_OK),
 }))
 """
+# Run inside a container: a mounted file's content, and whether it can be written.
+READ_FILE = """
+import json, sys
+path = sys.argv[1]
+try:
+    open(path, "a").close()
+    writable = True
+except OSError:
+    writable = False
+print(json.dumps({"content": open(path).read(), "writable": writable}))
+"""
 CA_BUNDLE_HASH = (
     "import hashlib;"
     "print(hashlib.sha256(open('/etc/ssl/certs/ca-certificates.crt', 'rb').read()).hexdigest())"
@@ -138,6 +149,22 @@ def test_images_contain_only_what_the_dockerfile_copies(
         bundle = run_once(podman, ContainerSpec(image=image), ["python", "-c", CA_BUNDLE_HASH])
         assert bundle.stdout == base_bundle.stdout != "", service
         assert_hardened(inside, service)
+
+
+def test_files_reach_the_container_read_only(
+    podman: Podman, images: dict[str, str], compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """A file for a setting (keys, certificates): the image's user reads it even when it is
+    0600 on the host, and cannot change it."""
+    key = tmp_path / "service.key"
+    key.write_text("not really a key\n", encoding="utf-8")
+    key.chmod(0o600)
+    service = "lkms101-contacts"
+    flags = hardening_flags(compose["services"][service])
+    spec = ContainerSpec(image=images[service], flags=flags, files={"/run/lkern/service.key": key})
+    result = run_once(podman, spec, ["python", "-c", READ_FILE, "/run/lkern/service.key"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"content": "not really a key\n", "writable": False}
 
 
 def test_the_stack_runs_from_the_images(
