@@ -246,8 +246,8 @@ def hardening_flags(compose_service: Mapping[str, Any]) -> list[str]:
 class ContainerSpec:
     """
     What a container gets besides its image: environment variables (passed by name, so values
-    never appear on a command line) and files mounted read-only (container path -> host file;
-    a copy owned by the image's user, mode 0400, so that a private key's 0600 is no obstacle).
+    never appear on a command line) and files or folders mounted read-only (container path ->
+    host path; a copy owned by the image's user, so that a private key's 0600 is no obstacle).
     """
 
     image: str
@@ -262,14 +262,25 @@ def run_args(podman: Podman, spec: ContainerSpec) -> list[str]:
     args += [arg for name in (spec.env or {}) for arg in ("--env", name)]
     if spec.files:
         staging = Path(tempfile.mkdtemp(prefix="files-", dir=podman.work))
-        uid, gid = image_user(podman, spec.image)
+        owner = image_user(podman, spec.image)
         for index, (target, source) in enumerate(spec.files.items()):
-            copy = staging / f"{index}-{source.name}"
-            shutil.copyfile(source, copy)
-            os.chown(copy, uid, gid)
-            copy.chmod(0o400)
+            copy = stage_for(source, staging / f"{index}-{source.name}", owner)
             args += ["--volume", f"{copy}:{target}:ro"]
     return [*args, spec.image]
+
+
+def stage_for(source: Path, copy: Path, owner: tuple[int, int]) -> Path:
+    """A copy of a file or folder that only ``owner`` can read (files 0400, folders 0500)."""
+    if source.is_dir():
+        shutil.copytree(source, copy)
+        paths = [copy, *copy.rglob("*")]
+    else:
+        shutil.copyfile(source, copy)
+        paths = [copy]
+    for path in paths:
+        os.chown(path, *owner)
+        path.chmod(0o500 if path.is_dir() else 0o400)
+    return copy
 
 
 def image_user(podman: Podman, image: str) -> tuple[int, int]:

@@ -154,17 +154,28 @@ def test_images_contain_only_what_the_dockerfile_copies(
 def test_files_reach_the_container_read_only(
     podman: Podman, images: dict[str, str], compose: dict[str, Any], tmp_path: Path
 ) -> None:
-    """A file for a setting (keys, certificates): the image's user reads it even when it is
-    0600 on the host, and cannot change it."""
+    """Files and folders for settings (keys, certificates): the image's user reads them even
+    when they are 0600 on the host, and cannot change them."""
     key = tmp_path / "service.key"
     key.write_text("not really a key\n", encoding="utf-8")
-    key.chmod(0o600)
+    pki = tmp_path / "pki"
+    (pki / "events").mkdir(parents=True)
+    (pki / "events" / "service.jwk.json").write_text("{}", encoding="utf-8")
+    for path in (key, pki / "events" / "service.jwk.json"):
+        path.chmod(0o600)
     service = "lkms101-contacts"
-    flags = hardening_flags(compose["services"][service])
-    spec = ContainerSpec(image=images[service], flags=flags, files={"/run/lkern/service.key": key})
-    result = run_once(podman, spec, ["python", "-c", READ_FILE, "/run/lkern/service.key"])
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"content": "not really a key\n", "writable": False}
+    spec = ContainerSpec(
+        image=images[service],
+        flags=hardening_flags(compose["services"][service]),
+        files={"/run/lkern/service.key": key, "/run/lkern/pki": pki},
+    )
+    for path, content in [
+        ("/run/lkern/service.key", "not really a key\n"),
+        ("/run/lkern/pki/events/service.jwk.json", "{}"),
+    ]:
+        result = run_once(podman, spec, ["python", "-c", READ_FILE, path])
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"content": content, "writable": False}
 
 
 def test_the_stack_runs_from_the_images(
