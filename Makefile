@@ -13,7 +13,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test lint format typecheck unit grpc-gen requirements config-docs images bench clean
+.PHONY: help venv up test test-images lint format typecheck unit grpc-gen requirements config-docs images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -68,6 +68,14 @@ suites: venv
 	$(PYTEST) -q -p no:cacheprovider tests/e2e
 
 test: lint typecheck unit  ## lint, typecheck and every test
+
+# Builds both images with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
+test-images: venv  ## build both images with podman and run them hardened (root; podman, runc, debootstrap)
+	@for tool in podman runc; do \
+		command -v $$tool >/dev/null || { echo "make test-images needs $$tool:" \
+			"apt-get update && apt-get install -y podman debootstrap runc" >&2; exit 1; }; \
+	done
+	$(PYTEST) -q -p no:cacheprovider tests/images
 
 # === BENCHMARK ===
 bench: venv  ## benchmark suite on its own stack, ~7 min (not part of test; BENCH_ARGS="--seconds 3")
