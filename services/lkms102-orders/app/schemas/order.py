@@ -44,6 +44,8 @@ from lkern_common.web.inputs import Id, InputModel, omittable
 MAX_LINES = 500
 MAX_NOTES_LENGTH = 4000
 MAX_DESCRIPTION_LENGTH = 500
+# The currency codes the document lists (what is accepted; lower case is normalised too).
+CURRENCY_CODES: list[Any] = sorted(ISO_4217_CURRENCIES)
 
 
 # === TYPES ===
@@ -147,7 +149,7 @@ class OrderCreate(InputModel):
         DEFAULT_CURRENCY,
         description="ISO 4217 currency code (default EUR; lower case is accepted too)",
         examples=["EUR"],
-        json_schema_extra={"enum": sorted(ISO_4217_CURRENCIES)},
+        json_schema_extra={"enum": CURRENCY_CODES},
     )
     lines: list[OrderLineIn] = Field(..., min_length=1, max_length=MAX_LINES)
     notes: Notes = None
