@@ -2,17 +2,20 @@
 ================================================================
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
-DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:50:00
+DESCRIPTION: Test support shared by every service's tests: migrated database, broker, tokens
+VERSION: v1.2.0
+UPDATED: 2026-12-02 02:40:00
 ================================================================
 """
 
 # === IMPORTS ===
 import asyncio
+import atexit
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,15 +29,20 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
 
+from lkern_common.auth import ALL_SCOPES
 from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_keys import SigningKey, write_jwks
 
 # === CONSTANTS ===
 # The PostgreSQL server the tests use: the machine's own (CI and dev machines run one on 5432).
 TEST_POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+TEST_ISSUER = "https://issuer.test/lkern"
+TEST_AUDIENCE = "lkern-api"
+TEST_SUBJECT = "test-user"
 
 
 # === TEST DATABASE ===
@@ -92,6 +100,88 @@ class TestDatabase:
             await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         finally:
             await connection.close()
+
+
+# === ACCESS TOKENS ===
+class TestTokens:
+    """
+    A test run's token issuer: a signing key, its JWKS file in ``directory`` and access tokens
+    signed with it. Every service's conftest makes one per session and gives its settings to
+    the app (``Settings(**tokens.settings(), ...)``); the ``client`` fixture sends
+    ``tokens.bearer()`` (every scope) on every request::
+
+        response = await client.get(url, headers=tokens.bearer(CONTACTS_READ, subject="bob"))
+        token = tokens.mint(scopes=[...], subject="...", ttl_seconds=60, kid=..., nbf=...)
+
+    ``rotate()`` puts a new key in the JWKS (the old one stays unless ``keep_old=False``) and
+    signs with it from then on.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self, directory: Path, *, issuer: str = TEST_ISSUER, audience: str = TEST_AUDIENCE
+    ) -> None:
+        self.jwks_file = directory / "jwks.json"
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = [SigningKey.generate()]
+        write_jwks(self.jwks_file, self.keys)
+
+    @classmethod
+    def temporary(cls) -> "TestTokens":
+        """An issuer whose JWKS file is in a new temporary folder, removed when the run ends."""
+        directory = Path(tempfile.mkdtemp(prefix="lkern-test-tokens-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        return cls(directory)
+
+    @property
+    def key(self) -> SigningKey:
+        """The key tokens are signed with now."""
+        return self.keys[-1]
+
+    def settings(self) -> dict[str, Any]:
+        """Service settings that trust this issuer (AUTH_* as Settings keyword arguments)."""
+        return {
+            "auth_issuer": self.issuer,
+            "auth_audience": self.audience,
+            "auth_jwks_file": str(self.jwks_file),
+            "auth_jwks_url": "",
+        }
+
+    def mint(
+        self,
+        scopes: Iterable[str] = ALL_SCOPES,
+        *,
+        subject: str = TEST_SUBJECT,
+        ttl_seconds: float = 3600,
+        kid: str | None = None,
+        key: SigningKey | None = None,
+        **claims: Any,
+    ) -> str:
+        """A token of this issuer; ``claims`` add or override any claim (iss, aud, nbf…)."""
+        signer = key or self.key
+        if kid is not None:
+            signer = SigningKey(kid, signer.private_key)
+        options: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
+        for name, option in (("iss", "issuer"), ("aud", "audience")):
+            if name in claims:
+                options[option] = claims.pop(name)
+        return signer.mint(
+            subject=subject, scopes=scopes, ttl_seconds=ttl_seconds, **options, **claims
+        )
+
+    def bearer(self, *scopes: str, subject: str = TEST_SUBJECT) -> dict[str, str]:
+        """``{"Authorization": "Bearer …"}`` with ``scopes`` (every scope when none given)."""
+        token = self.mint(scopes or ALL_SCOPES, subject=subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    def rotate(self, *, keep_old: bool = True) -> SigningKey:
+        """A new signing key in the JWKS file; returns it."""
+        new = SigningKey.generate()
+        self.keys = [*self.keys, new] if keep_old else [new]
+        write_jwks(self.jwks_file, self.keys)
+        return new
 
 
 # === STATEMENTS SENT ===
