@@ -13,11 +13,10 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -25,13 +24,16 @@ import pytest
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import select
 
 from app.config import Settings
+from app.database import Database
 from app.main import create_app
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ
+from lkern_common.outbox import OutboxEvent
 from lkern_common.web.security import PUBLIC_PATHS, app_routes, declared_scopes, is_public
 from lkern_devstack.dev_keys import SigningKey
-from lkern_devstack.testing import TestTokens
+from lkern_devstack.testing import JwksServer, TestTokens
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -267,44 +269,10 @@ async def test_openapi_offers_the_bearer_scheme_to_swagger_ui(
 
 
 # === KEY ROTATION ===
-class JwksServer:
-    """A real HTTP server on a free port serving a JWKS that the test can replace."""
-
-    def __init__(self, keys: list[SigningKey]) -> None:
-        self.document = b""
-        self.requests = 0
-        self.publish(keys)
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(server.document)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
-
-    def publish(self, keys: list[SigningKey]) -> None:
-        self.document = json.dumps({"keys": [key.public_jwk() for key in keys]}).encode()
-
-
 @pytest.fixture
 def jwks_server(tokens: TestTokens) -> Iterator[JwksServer]:
-    server = JwksServer([tokens.key])
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with JwksServer([tokens.key]) as server:
+        yield server
 
 
 @pytest.fixture
@@ -355,3 +323,48 @@ async def test_unknown_kids_do_not_hammer_the_issuer(
                 token = tokens.mint(key=stranger, kid=f"unknown-{attempt}")
                 assert_invalid_token(await client.get(API, headers=bearer(token)))
             assert jwks_server.requests == fetched_at_start
+
+
+# === WHO DID IT ===
+async def test_changes_record_who_made_them_in_rows_responses_events_and_logs(
+    anonymous_client: httpx.AsyncClient,
+    tokens: TestTokens,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    alice, bob = tokens.bearer(subject="alice"), tokens.bearer(subject="bob")
+    created = await anonymous_client.post(API, json=BODY, headers=alice)
+    assert created.status_code == 201
+    contact = created.json()
+    assert (contact["created_by"], contact["updated_by"]) == ("alice", None)
+
+    changed = await anonymous_client.put(
+        f"{API}{contact['id']}", json={"name": "Renamed"}, headers=bob
+    )
+    assert (changed.json()["created_by"], changed.json()["updated_by"]) == ("alice", "bob")
+    shown = (await anonymous_client.get(f"{API}{contact['id']}", headers=alice)).json()
+    assert (shown["created_by"], shown["updated_by"]) == ("alice", "bob")
+
+    carol = tokens.bearer(subject="carol")
+    deleted = await anonymous_client.delete(f"{API}{contact['id']}", headers=carol)
+    assert deleted.status_code == 204
+    async with db.transaction() as session:
+        events = (
+            await session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.key == str(contact["id"]))
+                .order_by(OutboxEvent.id)
+            )
+        ).all()
+    assert [(e.payload["event_type"], e.payload["actor"]) for e in events] == [
+        ("ContactCreated", "alice"),
+        ("ContactUpdated", "bob"),
+        ("ContactDeleted", "carol"),
+    ]
+    assert events[1].payload["contact"]["updated_by"] == "bob"
+    # Log lines of a request carry the subject next to the request id.
+    created_lines = [r for r in caplog.records if "Created contact" in r.getMessage()]
+    assert [getattr(r, "subject", None) for r in created_lines] == ["alice"]
+    access = [r for r in caplog.records if r.name == "lkern.access" and "DELETE" in r.getMessage()]
+    assert [getattr(r, "subject", None) for r in access] == ["carol"]

@@ -15,10 +15,14 @@ routes need a token and the orders scopes, and none is open by accident.
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from app.database import Database
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ
+from lkern_common.outbox import OutboxEvent
 from lkern_common.web.security import app_routes, declared_scopes, is_public
 from lkern_devstack.testing import TestTokens
+from tests.conftest import ContactsService
 
 # === CONSTANTS ===
 API = "/api/v1/orders/"
@@ -86,3 +90,42 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
         "POST /api/v1/orders/{order_id}/status": ("orders:write",),
         "DELETE /api/v1/orders/{order_id}": ("orders:write",),
     }
+
+
+# === WHO DID IT ===
+async def test_changes_and_status_changes_record_who_made_them(
+    anonymous_client: httpx.AsyncClient, tokens: TestTokens, contacts: ContactsService, db: Database
+) -> None:
+    contact = await contacts.create_contact(name="Who Did It")
+    alice, bob = tokens.bearer(subject="alice"), tokens.bearer(subject="bob")
+    line = {"description": "Widget", "quantity": "1", "unit_price": "5.00"}
+    created = await anonymous_client.post(
+        API, json={"contact_id": contact["id"], "lines": [line]}, headers=alice
+    )
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["created_by"] == "alice"
+    assert order["updated_by"] is order["status_changed_by"] is order["status_changed_at"] is None
+
+    confirmed = await anonymous_client.post(
+        f"{API}{order['id']}/status", json={"status": "confirmed"}, headers=bob
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    shown = (await anonymous_client.get(f"{API}{order['id']}", headers=alice)).json()
+    assert shown["created_by"] == "alice"
+    assert shown["updated_by"] == shown["status_changed_by"] == "bob"
+    assert shown["status_changed_at"] is not None
+
+    async with db.transaction() as session:
+        events = (
+            await session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.key == str(order["id"]))
+                .order_by(OutboxEvent.id)
+            )
+        ).all()
+    assert [(e.payload["event_type"], e.payload["actor"]) for e in events] == [
+        ("OrderCreated", "alice"),
+        ("OrderStatusChanged", "bob"),
+    ]
+    assert events[1].payload["order"]["status_changed_by"] == "bob"

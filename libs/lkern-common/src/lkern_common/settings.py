@@ -20,8 +20,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LOCAL_POSTGRES_PORT = 4501
 LOCAL_KAFKA_PORT = 4503
 WEB_UI_ORIGIN = "http://localhost:4201"
-# The development issuer of `lkern up` / `lkern token` (lkern_devstack.dev_keys); refused in
-# production, where the real identity provider's issuer is set.
+# The development issuer of `lkern up` / `lkern token` (lkern_devstack.dev_keys). A deployment
+# sets its identity provider's issuer and JWKS URL; without them no token verifies (the
+# development JWKS file does not exist in an image, so the service does not even start).
 LOCAL_AUTH_ISSUER = "lkern-local-dev"
 LOCAL_AUTH_AUDIENCE = "lkern-api"
 LOCAL_AUTH_JWKS_FILE = "../../.lkern/auth/jwks.json"
@@ -237,11 +238,6 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "CORS_ORIGINS='*' cannot be combined with CORS_ALLOW_CREDENTIALS=true: "
                 "list the allowed origins instead"
-            )
-        if self.environment == "production" and self.auth_issuer == LOCAL_AUTH_ISSUER:
-            raise ValueError(
-                "AUTH_ISSUER is the local development issuer: set your identity provider's "
-                "issuer (and AUTH_JWKS_URL) in production"
             )
         if not self.kafka_client_id:
             self.kafka_client_id = self.service_name

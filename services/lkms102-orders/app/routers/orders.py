@@ -79,6 +79,10 @@ def order_response(view: OrderView) -> OrderResponse:
         created_at=order.created_at,
         updated_at=order.updated_at,
         version=order.version,
+        created_by=order.created_by,
+        updated_by=order.updated_by,
+        status_changed_by=order.status_changed_by,
+        status_changed_at=order.status_changed_at,
     )
 
 

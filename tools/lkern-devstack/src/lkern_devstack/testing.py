@@ -16,10 +16,12 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -182,6 +184,58 @@ class TestTokens:
         self.keys = [*self.keys, new] if keep_old else [new]
         write_jwks(self.jwks_file, self.keys)
         return new
+
+
+class JwksServer:
+    """
+    A real HTTP server on 127.0.0.1 (a free port) serving a JWKS the test can replace, as an
+    identity provider's ``jwks_uri``: point AUTH_JWKS_URL at ``server.url``::
+
+        with JwksServer(tokens.keys) as server:
+            settings = Settings(**tokens.settings(), auth_jwks_url=server.url)
+            server.publish([*tokens.keys, new_key])   # the issuer rotates a key in
+
+    ``requests`` counts the fetches.
+    """
+
+    __test__ = False
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self.document = b""
+        self.requests = 0
+        self.publish(keys)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(server.document)))
+                self.end_headers()
+                self.wfile.write(server.document)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/jwks.json"
+
+    def publish(self, keys: Iterable[SigningKey]) -> None:
+        """Serve these keys from now on."""
+        self.document = json.dumps({"keys": [key.public_jwk() for key in keys]}).encode()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 # === STATEMENTS SENT ===
