@@ -24,7 +24,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.database import Database
@@ -333,6 +333,8 @@ async def test_changes_record_who_made_them_in_rows_responses_events_and_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
+    async with db.transaction() as session:
+        before = await session.scalar(select(func.coalesce(func.max(OutboxEvent.id), 0)))
     alice, bob = tokens.bearer(subject="alice"), tokens.bearer(subject="bob")
     created = await anonymous_client.post(API, json=BODY, headers=alice)
     assert created.status_code == 201
@@ -353,7 +355,7 @@ async def test_changes_record_who_made_them_in_rows_responses_events_and_logs(
         events = (
             await session.scalars(
                 select(OutboxEvent)
-                .where(OutboxEvent.key == str(contact["id"]))
+                .where(OutboxEvent.id > before, OutboxEvent.key == str(contact["id"]))
                 .order_by(OutboxEvent.id)
             )
         ).all()

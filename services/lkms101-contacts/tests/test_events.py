@@ -36,7 +36,7 @@ from app.services.contacts_service import ContactsService
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import OutboxEvent, OutboxRelay, RelayRole
 from lkern_devstack.broker import LocalBroker
-from lkern_devstack.testing import CollectedEvent, EventCollector
+from lkern_devstack.testing import TEST_SUBJECT, CollectedEvent, EventCollector
 from tests.conftest import TOKENS
 
 # === CONSTANTS ===
@@ -112,6 +112,7 @@ def expected_value(
         "event_version": 1,
         "occurred_at": occurred_at,
         "source": "lkms101-contacts",
+        "actor": TEST_SUBJECT,  # the subject of the `client` fixture's token
     }
     if changed_fields is not None:
         value["changed_fields"] = changed_fields

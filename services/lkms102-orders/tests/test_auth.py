@@ -15,7 +15,7 @@ routes need a token and the orders scopes, and none is open by accident.
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.database import Database
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ
@@ -96,6 +96,8 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
 async def test_changes_and_status_changes_record_who_made_them(
     anonymous_client: httpx.AsyncClient, tokens: TestTokens, contacts: ContactsService, db: Database
 ) -> None:
+    async with db.transaction() as session:
+        before = await session.scalar(select(func.coalesce(func.max(OutboxEvent.id), 0)))
     contact = await contacts.create_contact(name="Who Did It")
     alice, bob = tokens.bearer(subject="alice"), tokens.bearer(subject="bob")
     line = {"description": "Widget", "quantity": "1", "unit_price": "5.00"}
@@ -120,7 +122,7 @@ async def test_changes_and_status_changes_record_who_made_them(
         events = (
             await session.scalars(
                 select(OutboxEvent)
-                .where(OutboxEvent.key == str(order["id"]))
+                .where(OutboxEvent.id > before, OutboxEvent.key == str(order["id"]))
                 .order_by(OutboxEvent.id)
             )
         ).all()
