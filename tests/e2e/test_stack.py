@@ -120,6 +120,8 @@ def test_docs_render_in_a_browser_without_internet(stack: RunningStack, service:
     assert "swagger-ui" in dom
     assert "opblock-summary-path" in dom, dom[:2000]
     assert f"/api/v1/{service}/" in dom
+    # The bearer scheme of the OpenAPI document: Swagger UI shows its Authorize button.
+    assert "btn authorize" in dom
     assert "Failed to load API definition" not in dom
 
 

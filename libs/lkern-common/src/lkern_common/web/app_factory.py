@@ -118,7 +118,8 @@ def create_service_app(
         allow_credentials=settings.cors_allow_credentials,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Total-Count"],
+        # WWW-Authenticate: the web UI tells an expired token (invalid_token) from a missing scope.
+        expose_headers=["X-Request-ID", "X-Total-Count", "WWW-Authenticate"],
     )
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
