@@ -201,12 +201,16 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
 def print_token_help(stack: LocalStack, *, with_token: bool) -> None:
     """How to call the API: every route but /health, /ready, / and the docs needs a token."""
     contacts = next((p.base_url for p in stack.processes), "http://127.0.0.1:4101")
+    command = ".venv/bin/lkern token"
+    if stack.settings.data_dir != StackSettings().data_dir:
+        command += f" --data-dir {stack.settings.data_dir}"
     console.print(
-        "The API needs a bearer token (every scope, 12 h): [bold].venv/bin/lkern token[/]  "
-        "(--scope contacts:read … to narrow it). In /docs: Authorize, paste it."
+        f"The API needs a bearer token (every scope, 12 h): {command}  "
+        "(--scope contacts:read … to narrow it). In /docs: Authorize, paste it.",
+        markup=False,
     )
     console.print(
-        f'  curl -H "Authorization: Bearer $(.venv/bin/lkern token)" {contacts}/api/v1/contacts/',
+        f'  curl -H "Authorization: Bearer $({command})" {contacts}/api/v1/contacts/',
         soft_wrap=True,
         markup=False,
     )
