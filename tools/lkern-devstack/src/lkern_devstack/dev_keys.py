@@ -15,6 +15,7 @@ tokens with it. The tests use the same code with keys of their own (lkern_devsta
 """
 
 # === IMPORTS ===
+import hashlib
 import json
 import os
 import time
@@ -40,6 +41,15 @@ DEFAULT_TTL_SECONDS = 12 * 3600
 
 
 # === SIGNING KEY ===
+def fingerprint(key: rsa.RSAPrivateKey) -> str:
+    """A key id derived from the public key (16 hex digits of its SHA-256): the same key, the
+    same kid, with nothing else to store."""
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """An RSA signing key with its key id: mints tokens, gives its public JWK."""
@@ -49,9 +59,9 @@ class SigningKey:
 
     @classmethod
     def generate(cls, kid: str | None = None) -> "SigningKey":
-        """A new 2048-bit RSA key (kid: a random hex id unless given)."""
+        """A new 2048-bit RSA key (kid: its fingerprint unless given)."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return cls(kid or uuid.uuid4().hex[:16], key)
+        return cls(kid or fingerprint(key), key)
 
     def public_jwk(self) -> dict[str, Any]:
         """The public key as a JWK (kid, use "sig", alg RS256)."""
@@ -156,12 +166,10 @@ def dev_auth(data_dir: Path) -> DevAuth:
         private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         if not isinstance(private, rsa.RSAPrivateKey):
             raise ValueError(f"{key_file} is not an RSA private key")
-        kid_file = directory / "kid"
-        key = SigningKey(kid_file.read_text().strip(), private)
+        key = SigningKey(fingerprint(private), private)
     else:
         key = SigningKey.generate()
         _write_private(key_file, key.private_pem())
-        (directory / "kid").write_text(key.kid + "\n")
     auth = DevAuth(directory, key)
     if not auth.jwks_file.is_file():
         write_jwks(auth.jwks_file, [key])
