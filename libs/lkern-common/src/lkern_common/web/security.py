@@ -28,12 +28,12 @@ Swagger UI's "Authorize" takes a token and "Try it out" sends it.
 
 # === IMPORTS ===
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
+from fastapi import FastAPI, HTTPException, Request, Security, status
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.routing import BaseRoute, Mount
 
 from lkern_common.auth import InvalidTokenError, Principal, TokenVerifier
@@ -48,11 +48,9 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "The token lacks the scope this operation needs"},
 }
 
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    bearerFormat="JWT",
-    description="An OAuth 2.0 access token (JWT) from the identity provider; locally "
-    "`lkern token` prints one. Scopes: contacts:read, contacts:write, orders:read, orders:write.",
+BEARER_DESCRIPTION = (
+    "An OAuth 2.0 access token (JWT) from the identity provider; locally `lkern token` prints "
+    "one. Scopes: contacts:read, contacts:write, orders:read, orders:write."
 )
 
 
@@ -75,27 +73,33 @@ def _forbidden(scopes: Sequence[str]) -> HTTPException:
 
 
 # === DEPENDENCY ===
-class RequireScopes:
+class RequireScopes(HTTPBearer):
     """
     The dependency ``requires(...)`` declares: a valid bearer token with every one of
-    ``scopes``; returns its Principal. One instance per route (FastAPI calls it once per request).
+    ``scopes``; returns its Principal. It is itself the OpenAPI security scheme (an HTTP bearer
+    scheme named "HTTPBearer", shared by every route), so a request resolves one dependency,
+    not a scheme and a check.
     """
 
     def __init__(self, scopes: Sequence[str]) -> None:
         if not scopes:
             raise ValueError("a route needs at least one scope (or is on PUBLIC_PATHS)")
+        super().__init__(
+            bearerFormat="JWT",
+            scheme_name="HTTPBearer",
+            description=BEARER_DESCRIPTION,
+            auto_error=False,
+        )
         self.scopes = tuple(scopes)
 
-    async def __call__(
-        self,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    ) -> Principal:
-        if credentials is None:
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise _unauthorized("Not authenticated", "Bearer")
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
-            principal = await verifier.verify(credentials.credentials)
+            principal = await verifier.verify(token)
         except InvalidTokenError:
             raise _unauthorized("Invalid token", 'Bearer error="invalid_token"') from None
         subject_var.set(principal.subject)
