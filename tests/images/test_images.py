@@ -15,7 +15,8 @@ no-new-privileges) and the image's own user.
 What differs from the compose stack, and only that (HOST_OVERRIDES): the containers use the
 host's network, the tests' PostgreSQL instead of lkms501-postgres, the local broker (Tansu)
 instead of Apache Kafka (so no idempotent producer and a short fetch wait), free ports instead
-of 4101/5101/4102/5102.
+of 4101/5101/4102/5102, and a JWKS served by the test (JwksServer) as the identity provider's
+AUTH_JWKS_URL (tokens of the compose file's AUTH_ISSUER).
 """
 
 # === IMPORTS ===
@@ -37,6 +38,7 @@ from images_support import (
 )
 
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.testing import JwksServer, TestTokens
 
 # === CONSTANTS ===
 HEALTHY_WITHIN_S = 90.0  # compose: start_period 30 s + 5 retries x 10 s
@@ -51,6 +53,7 @@ HOST_OVERRIDES = {
     "HTTP_PORT",
     "GRPC_PORT",
     "CONTACTS_GRPC_TARGET",
+    "AUTH_JWKS_URL",
 }
 # Run inside a container: what the image holds and how its service process (PID 1) runs.
 LOOK_INSIDE = """
@@ -188,6 +191,10 @@ def test_the_stack_runs_from_the_images(
 ) -> None:
     containers: dict[str, Container] = {}
     ports: dict[str, dict[str, int]] = {}
+    # The identity provider: tokens of the compose file's issuer, its JWKS served over HTTP.
+    issuer = service_environment(compose, "lkms101-contacts")["AUTH_ISSUER"]
+    tokens = TestTokens(tmp_path, issuer=issuer)
+    jwks = JwksServer(tokens.keys).__enter__()
     try:
         for service in SERVICES:
             ports[service] = {"http": free_port(), "grpc": free_port()}
@@ -198,6 +205,7 @@ def test_the_stack_runs_from_the_images(
                 "KAFKA_FETCH_MAX_WAIT_MS": "100",
                 "HTTP_PORT": str(ports[service]["http"]),
                 "GRPC_PORT": str(ports[service]["grpc"]),
+                "AUTH_JWKS_URL": jwks.url,
             }
             if service == "lkms102-orders":
                 grpc = ports["lkms101-contacts"]["grpc"]
@@ -211,10 +219,11 @@ def test_the_stack_runs_from_the_images(
             containers[service].wait_healthy(HEALTHY_WITHIN_S)
 
         http = {service: f"http://127.0.0.1:{ports[service]['http']}" for service in SERVICES}
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=tokens.bearer()) as client:
             for service in SERVICES:
                 ready = client.get(f"{http[service]}/ready")
                 assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+            assert httpx.get(f"{http['lkms101-contacts']}/api/v1/contacts/").status_code == 401
             created = client.post(
                 f"{http['lkms101-contacts']}/api/v1/contacts/",
                 json={"name": "Image Test", "email": "image.test@example.com"},
@@ -257,6 +266,7 @@ def test_the_stack_runs_from_the_images(
     finally:
         for container in containers.values():
             container.remove()
+        jwks.__exit__()
 
 
 def test_healthcheck_fails_while_nothing_answers(podman: Podman, images: dict[str, str]) -> None:

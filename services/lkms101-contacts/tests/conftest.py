@@ -2,9 +2,9 @@
 ================================================================
 FILE: conftest.py
 PATH: /services/lkms101-contacts/tests/conftest.py
-DESCRIPTION: pytest fixtures: a migrated test database, the app with its lifespan, an HTTP client
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: pytest fixtures: migrated test database, the app (lifespan), HTTP clients, tokens
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 """
 
@@ -22,10 +22,19 @@ from app.config import Settings
 from app.database import Database
 from app.main import create_app
 from lkern_devstack.broker import LocalBroker
-from lkern_devstack.testing import TestDatabase, running_broker
+from lkern_devstack.testing import TestDatabase, TestTokens, running_broker
 
 # === CONSTANTS ===
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+# The test run's token issuer: the app trusts its JWKS, `client` sends its all-scopes token.
+TOKENS = TestTokens.temporary()
+
+
+# === TOKENS ===
+@pytest.fixture(scope="session")
+def tokens() -> TestTokens:
+    """Mints access tokens the app accepts: ``tokens.bearer(CONTACTS_READ, subject="bob")``."""
+    return TOKENS
 
 
 # === DATABASE ===
@@ -49,6 +58,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 @pytest.fixture(scope="session")
 def settings(test_database: TestDatabase, kafka_broker: LocalBroker) -> Settings:
     return Settings(
+        **TOKENS.settings(),
         database_url=test_database.url,
         environment="test",
         grpc_port=0,
@@ -96,6 +106,17 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends an all-scopes bearer token (subject "test-user")."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=TOKENS.bearer()
+    ) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no token."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
         yield http_client

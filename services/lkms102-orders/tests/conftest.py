@@ -4,8 +4,8 @@ FILE: conftest.py
 PATH: /services/lkms102-orders/tests/conftest.py
 DESCRIPTION: pytest fixtures: migrated test databases, a local broker, a real contacts service
              process, the orders app with its lifespan, HTTP clients
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 
 The orders tests cannot import the contacts `app` package (both services are called `app`), so
@@ -35,7 +35,7 @@ from app.database import Database
 from app.main import create_app
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.process import ServiceProcess
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TestDatabase, TestTokens
 
 # === LOGGING ===
 logger = logging.getLogger("tests")
@@ -47,6 +47,9 @@ CONTACTS_API = "/api/v1/contacts/"
 ORDERS_API = "/api/v1/orders/"
 # In the order the app's transactions lock them (consumer: inbox, read model; requests: read
 # model, orders, lines, outbox), so that TRUNCATE cannot deadlock with the running consumer.
+# The test run's token issuer: both services trust its JWKS; `client`, `http_client` and
+# ContactsService send its all-scopes token.
+TOKENS = TestTokens.temporary()
 TABLES = ("inbox_events", "contacts_read_model", "orders", "order_lines", "outbox_events")
 
 
@@ -72,6 +75,7 @@ class ContactsService:
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
                 "ENVIRONMENT": "test",
                 "LOG_LEVEL": "INFO",
+                **{name.upper(): value for name, value in TOKENS.settings().items()},
             },
             http_port=self.http_port,
             sink=log_sink,
@@ -89,7 +93,9 @@ class ContactsService:
         self.process.stop()
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.process.base_url, timeout=10.0)
+        return httpx.AsyncClient(
+            base_url=self.process.base_url, timeout=10.0, headers=TOKENS.bearer()
+        )
 
     async def create_contact(self, **fields: Any) -> dict[str, Any]:
         """Create a contact with a unique email; returns its JSON."""
@@ -147,6 +153,13 @@ async def read_topic(
     return found[:count]
 
 
+# === TOKENS ===
+@pytest.fixture(scope="session")
+def tokens() -> TestTokens:
+    """Mints access tokens both services accept: ``tokens.bearer(ORDERS_READ, subject="bob")``."""
+    return TOKENS
+
+
 # === BROKER ===
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
@@ -190,6 +203,7 @@ def make_settings(
 ) -> Settings:
     """Orders settings for a test: free gRPC port, the test broker, a fresh consumer group."""
     values: dict[str, Any] = {
+        **TOKENS.settings(),
         "database_url": test_database.url,
         "environment": "test",
         "grpc_port": 0,
@@ -244,9 +258,15 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @asynccontextmanager
-async def http_client(application: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def http_client(
+    application: FastAPI, *, authenticated: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``application``; it sends an all-scopes token unless ``authenticated=False``."""
     transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    headers = TOKENS.bearer() if authenticated else {}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         yield client
 
 
@@ -258,5 +278,13 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends an all-scopes bearer token (subject "test-user")."""
     async with http_client(app) as orders_client:
+        yield orders_client
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no token."""
+    async with http_client(app, authenticated=False) as orders_client:
         yield orders_client
