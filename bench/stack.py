@@ -62,6 +62,8 @@ class StackTargets:
     orders_db: str
     pg_host: str
     pg_port: int
+    # The stack's development PKI: gRPC load runs over mutual TLS as lkms102-orders.
+    pki_dir: Path = REPO_ROOT / ".lkern" / "pki"
 
 
 def _dsn_parts(dsn: str) -> tuple[str, int]:
@@ -136,6 +138,7 @@ class BenchStack:
             orders_db=f"postgresql://postgres@127.0.0.1:{pg}/lkms102_orders",
             pg_host="127.0.0.1",
             pg_port=pg,
+            pki_dir=self.data_dir / "pki",
         )
 
     def start(self) -> float:

@@ -41,6 +41,7 @@ from lkern_common.kafka.consumer import IdempotentConsumer
 from lkern_common.kafka.inbox import InboxEvent
 from lkern_common.kafka.topics import ensure_topics
 from lkern_devstack.broker import LocalBroker
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TestDatabase
 from tests.conftest import (
     ORDERS_API,
@@ -113,8 +114,10 @@ def consumer_database() -> Iterator[TestDatabase]:
 
 
 @pytest.fixture(scope="module")
-def consumer_settings(consumer_database: TestDatabase, broker: LocalBroker) -> Settings:
-    return make_settings(consumer_database, broker, "127.0.0.1:1")
+def consumer_settings(
+    consumer_database: TestDatabase, broker: LocalBroker, dev_pki: DevPki
+) -> Settings:
+    return make_settings(consumer_database, broker, "127.0.0.1:1", dev_pki)
 
 
 @pytest.fixture(scope="module")

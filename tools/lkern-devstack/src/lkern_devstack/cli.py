@@ -172,6 +172,7 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
     services = present_services()
     stack.check_ports(services)
     steps = [
+        ("Development certificates and signing keys", stack.ensure_pki),
         ("Starting PostgreSQL", stack.start_postgres),
         ("Creating databases", lambda: stack.create_databases(services)),
         ("Starting the Kafka broker", stack.start_broker),

@@ -2,9 +2,9 @@
 ================================================================
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
-DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:50:00
+DESCRIPTION: Test support shared by every service's tests: database, broker, dev PKI, TLS channels
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:00:00
 ================================================================
 """
 
@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import grpc
+import grpc.aio
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
@@ -29,6 +31,8 @@ from sqlalchemy import make_url
 from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.stack import SERVICES
 
 # === CONSTANTS ===
 # The PostgreSQL server the tests use: the machine's own (CI and dev machines run one on 5432).
@@ -123,6 +127,34 @@ async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
         sa_event.remove(db.engine.sync_engine, "checkout", on_checkout)
         for driver in logged:
             driver.remove_query_logger(log)
+
+
+# === DEVELOPMENT PKI ===
+# A client certificate with no scopes anywhere (tests: "a service the server does not know").
+TEST_CLIENT = "lkern-test-client"
+
+
+def make_dev_pki(directory: Path, *names: str) -> DevPki:
+    """
+    A development CA in ``directory`` with a certificate and an event signing key for every
+    service of the stack, the test client ``TEST_CLIENT``, and ``names``. A session fixture::
+
+        @pytest.fixture(scope="session")
+        def dev_pki(tmp_path_factory):
+            return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+    Point a service at it with ``Settings(**dev_pki.grpc_tls_settings(name),
+    **dev_pki.event_settings(name, trusted))`` or, for a process, ``dev_pki.service_env(...)``.
+    """
+    return DevPki(directory).ensure([*(s.name for s in SERVICES), TEST_CLIENT, *names])
+
+
+def tls_channel(
+    pki: DevPki, target: str, identity: str, *, options: Iterable[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio gRPC channel to ``target`` over mutual TLS, as ``identity`` (its cert)."""
+    credentials = pki.tls_files(identity).channel_credentials()
+    return grpc.aio.secure_channel(target, credentials, options=list(options))
 
 
 # === TEST BROKER ===
