@@ -15,7 +15,7 @@ import pytest
 
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.testing import make_dev_pki
+from lkern_devstack.testing import shared_dev_pki
 
 
 # === BROKER ===
@@ -32,6 +32,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 
 # === DEVELOPMENT PKI ===
 @pytest.fixture(scope="session")
-def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+def dev_pki() -> DevPki:
     """A CA with the services' certificates and event keys (as `lkern up` makes them)."""
-    return make_dev_pki(tmp_path_factory.mktemp("pki"))
+    return shared_dev_pki()

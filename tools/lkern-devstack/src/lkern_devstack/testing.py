@@ -10,9 +10,13 @@ UPDATED: 2026-12-02 03:00:00
 
 # === IMPORTS ===
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -149,6 +153,17 @@ def make_dev_pki(directory: Path, *names: str) -> DevPki:
     return DevPki(directory).ensure([*(s.name for s in SERVICES), TEST_CLIENT, *names])
 
 
+@functools.cache
+def shared_dev_pki() -> DevPki:
+    """
+    One development PKI per test process (``make_dev_pki`` in a temporary folder removed at
+    exit), for helpers that are not fixtures. ``TEST_CLIENT``'s event key signs test events.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="lkern-test-pki-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return make_dev_pki(directory)
+
+
 def tls_channel(
     pki: DevPki, target: str, identity: str, *, options: Iterable[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
@@ -187,6 +202,7 @@ class CollectedEvent:
     key: str | None
     value: dict[str, Any]
     headers: dict[str, str]
+    raw: bytes = b""  # the value's bytes, as published (what its signature covers)
 
     @property
     def event_id(self) -> str:
@@ -264,6 +280,7 @@ class EventCollector:
                             key=None if record.key is None else record.key.decode(),
                             value=json.loads(record.value) if record.value else {},
                             headers={name: value.decode() for name, value in record.headers},
+                            raw=record.value or b"",
                         )
                     )
             if batches:
