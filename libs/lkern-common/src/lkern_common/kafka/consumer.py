@@ -104,6 +104,7 @@ from lkern_common.database import Database
 from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
 from lkern_common.kafka.inbox import InboxEvent, purge_inbox
 from lkern_common.kafka.producer import create_producer
+from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
@@ -543,6 +544,7 @@ class IdempotentConsumer:
             "session_timeout_ms": settings.kafka_consumer_session_timeout_ms,
             "heartbeat_interval_ms": settings.kafka_consumer_heartbeat_interval_ms,
             "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+            **kafka_security_options(settings),
         }
         options.update(self._consumer_options)
         consumer = AIOKafkaConsumer(**options)
