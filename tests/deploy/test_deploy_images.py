@@ -33,7 +33,7 @@ from conftest import SERVICES
 from deploy_support import SERVICES_DIR, EmulatedImage, emulate_image, service_environment
 
 from lkern_devstack.broker import LocalBroker, free_port
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TestDatabase, make_dev_pki
 
 # === CONSTANTS ===
 START_ORDER = ["lkms101-contacts", "lkms102-orders"]  # as the compose file's depends_on
@@ -45,9 +45,17 @@ HOST_OVERRIDES = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_ENABLE_IDEMPOTENCE",
     "KAFKA_FETCH_MAX_WAIT_MS",
+    # the local broker speaks PLAINTEXT only (no SASL users, no ACLs)
+    "KAFKA_SECURITY_PROTOCOL",
     "HTTP_PORT",
     "GRPC_PORT",
     "CONTACTS_GRPC_TARGET",
+    # the files compose mounts at /run/lkern/pki, made in the test's folder instead
+    "GRPC_TLS_CA",
+    "GRPC_TLS_CERT",
+    "GRPC_TLS_KEY",
+    "EVENT_SIGNING_KEY_FILE",
+    "EVENT_TRUSTED_JWKS",
 }
 
 
@@ -173,14 +181,18 @@ def test_the_stack_runs_from_the_images(
     tmp_path: Path,
 ) -> None:
     containers: dict[str, Container] = {}
+    pki = make_dev_pki(tmp_path / "pki")
     try:
         for service in START_ORDER:
             image = images[service]
+            trusted = ["lkms101-contacts"] if service == "lkms102-orders" else []
             overrides = {
+                **pki.service_env(service, trusted),
                 "DATABASE_URL": databases[service],
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                 "KAFKA_ENABLE_IDEMPOTENCE": "false",
                 "KAFKA_FETCH_MAX_WAIT_MS": "100",
+                "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
                 "HTTP_PORT": str(free_port()),
                 "GRPC_PORT": str(free_port()),
             }

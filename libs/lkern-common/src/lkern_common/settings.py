@@ -238,6 +238,20 @@ class ServiceSettings(BaseSettings):
     def _asyncpg_driver(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator(
+        "grpc_tls_cert",
+        "grpc_tls_key",
+        "event_signing_key_file",
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        """``VAR=`` (empty) means "not set", not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_list(cls, value: Any) -> Any:
