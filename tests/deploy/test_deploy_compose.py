@@ -72,6 +72,13 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    # authentication
+    "AUTH_JWKS_FILE": "unused: AUTH_JWKS_URL is set",
+    "AUTH_LEEWAY_SECONDS": "30 s of clock skew",
+    "AUTH_JWKS_MIN_REFRESH_SECONDS": "an unknown key id re-reads the JWKS at most every 5 s",
+    "AUTH_JWKS_MAX_AGE_SECONDS": "keys re-read every 5 min (a withdrawn key stops working)",
+    "AUTH_JWKS_TIMEOUT_SECONDS": "5 s",
+    "AUTH_TOKEN_CACHE_SIZE": "10,000 verified tokens per replica",
     # database pool
     "DB_POOL_SIZE": "10 per replica (no overflow) fits PostgreSQL's default 100 connections",
     "DB_MAX_OVERFLOW": "see DB_POOL_SIZE",
@@ -290,17 +297,24 @@ def test_compose_environment_is_valid_for_the_service_settings(
     assert settings["database_url"].startswith("postgresql+asyncpg://postgres:postgres@")
     assert settings["kafka_enable_idempotence"] is True
     assert settings["cors_origins"] == ["http://localhost:4201"]
+    # Tokens of the identity provider's issuer, keys from its JWKS URL (never a local file).
+    assert settings["auth_jwks_url"].startswith("https://")
+    assert settings["auth_issuer"].startswith("https://")
+    assert settings["auth_audience"] == "lkern-api"
 
 
 def test_the_only_compose_variables_have_local_defaults() -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
     variables = set(re.findall(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
+    # AUTH_ISSUER / AUTH_JWKS_URL: the identity provider; their placeholders verify no token.
     assert variables == {
         "POSTGRES_PASSWORD",
         "LKMS101_KAFKA_PASSWORD",
         "LKMS102_KAFKA_PASSWORD",
         "LKERN_PKI_DIR",
         "LKERN_IMAGE_TAG",
+        "AUTH_ISSUER",
+        "AUTH_JWKS_URL",
     }
     for secret in ("POSTGRES_PASSWORD", "LKMS101_KAFKA_PASSWORD", "LKMS102_KAFKA_PASSWORD"):
         assert f"${{{secret}}}" not in text, f"every use of {secret} has its local default"

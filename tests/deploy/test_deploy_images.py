@@ -15,7 +15,8 @@ The compose stack is then played in its order: migrate job, service, health chec
 
 What differs from the compose stack, and only that (HOST_OVERRIDES): the real PostgreSQL of the
 machine instead of lkms501-postgres, the local broker (Tansu) instead of Apache Kafka (so no
-idempotent producer and a short fetch wait), free ports instead of 4101/5101/4102/5102.
+idempotent producer and a short fetch wait), free ports instead of 4101/5101/4102/5102, and a
+JWKS served by the test (JwksServer) as the identity provider's AUTH_JWKS_URL.
 """
 
 # === IMPORTS ===
@@ -33,7 +34,7 @@ from conftest import SERVICES
 from deploy_support import SERVICES_DIR, EmulatedImage, emulate_image, service_environment
 
 from lkern_devstack.broker import LocalBroker, free_port
-from lkern_devstack.testing import TestDatabase, make_dev_pki
+from lkern_devstack.testing import JwksServer, TestDatabase, TestTokens, make_dev_pki
 
 # === CONSTANTS ===
 START_ORDER = ["lkms101-contacts", "lkms102-orders"]  # as the compose file's depends_on
@@ -48,6 +49,7 @@ HOST_OVERRIDES = {
     # the local broker speaks PLAINTEXT only (no SASL users, no ACLs)
     "KAFKA_SECURITY_PROTOCOL",
     "HTTP_PORT",
+    "AUTH_JWKS_URL",
     "GRPC_PORT",
     "CONTACTS_GRPC_TARGET",
     # the files compose mounts at /run/lkern/pki, made in the test's folder instead
@@ -182,6 +184,10 @@ def test_the_stack_runs_from_the_images(
 ) -> None:
     containers: dict[str, Container] = {}
     pki = make_dev_pki(tmp_path / "pki")
+    # The identity provider: tokens of the compose file's issuer, its JWKS served over HTTP.
+    compose_env = service_environment(compose, "lkms101-contacts")
+    tokens = TestTokens(tmp_path, issuer=compose_env["AUTH_ISSUER"])
+    jwks = JwksServer(tokens.keys).__enter__()
     try:
         for service in START_ORDER:
             image = images[service]
@@ -195,6 +201,7 @@ def test_the_stack_runs_from_the_images(
                 "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
                 "HTTP_PORT": str(free_port()),
                 "GRPC_PORT": str(free_port()),
+                "AUTH_JWKS_URL": jwks.url,
             }
             if service == "lkms102-orders":
                 contacts = containers["lkms101-contacts"]
@@ -224,7 +231,8 @@ def test_the_stack_runs_from_the_images(
             container.wait_healthy()
 
         contacts, orders = containers["lkms101-contacts"], containers["lkms102-orders"]
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=tokens.bearer()) as client:
+            assert httpx.get(f"{contacts.http}/api/v1/contacts/").status_code == 401
             created = client.post(
                 f"{contacts.http}/api/v1/contacts/",
                 json={"name": "Image Test", "email": "image.test@example.com"},
@@ -254,6 +262,7 @@ def test_the_stack_runs_from_the_images(
     finally:
         # 3. docker stop, in reverse order: SIGTERM and a clean exit within the grace period.
         codes = {service: containers[service].stop() for service in reversed(list(containers))}
+        jwks.__exit__()
     for service, code in codes.items():
         # uvicorn finishes the lifespan, then re-raises SIGTERM (Docker shows exit code 143).
         log = containers[service].log_path.read_text(encoding="utf-8", errors="replace")

@@ -38,8 +38,8 @@ from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import OutboxEvent, OutboxRelay, RelayRole
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.testing import CollectedEvent, EventCollector
-from tests.conftest import SERVICE
+from lkern_devstack.testing import TEST_SUBJECT, CollectedEvent, EventCollector
+from tests.conftest import SERVICE, TOKENS
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -114,6 +114,7 @@ def expected_value(
         "event_version": 1,
         "occurred_at": occurred_at,
         "source": "lkms101-contacts",
+        "actor": TEST_SUBJECT,  # the subject of the `client` fixture's token
     }
     if changed_fields is not None:
         value["changed_fields"] = changed_fields
@@ -393,7 +394,9 @@ async def test_two_replicas_publish_each_event_exactly_once(
     async with LifespanManager(second_app, startup_timeout=30, shutdown_timeout=30):
         relays: list[OutboxRelay] = [app.state.outbox_relay, second_app.state.outbox_relay]
         transport = httpx.ASGITransport(app=second_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://second") as second:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://second", headers=TOKENS.bearer()
+        ) as second:
             await eventually(
                 lambda: (
                     sorted(relay.status.role for relay in relays)

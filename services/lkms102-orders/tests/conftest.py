@@ -36,7 +36,7 @@ from app.main import create_app
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.process import ServiceProcess
-from lkern_devstack.testing import TEST_CLIENT, TestDatabase, make_dev_pki
+from lkern_devstack.testing import TEST_CLIENT, TestDatabase, TestTokens, make_dev_pki
 
 # === LOGGING ===
 logger = logging.getLogger("tests")
@@ -50,6 +50,9 @@ CONTACTS_API = "/api/v1/contacts/"
 ORDERS_API = "/api/v1/orders/"
 # In the order the app's transactions lock them (consumer: inbox, read model; requests: read
 # model, orders, lines, outbox), so that TRUNCATE cannot deadlock with the running consumer.
+# The test run's token issuer: both services trust its JWKS; `client`, `http_client` and
+# ContactsService send its all-scopes token.
+TOKENS = TestTokens.temporary()
 TABLES = ("inbox_events", "contacts_read_model", "orders", "order_lines", "outbox_events")
 
 
@@ -76,6 +79,7 @@ class ContactsService:
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
                 "ENVIRONMENT": "test",
                 "LOG_LEVEL": "INFO",
+                **{name.upper(): value for name, value in TOKENS.settings().items()},
             },
             http_port=self.http_port,
             sink=log_sink,
@@ -93,7 +97,9 @@ class ContactsService:
         self.process.stop()
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.process.base_url, timeout=10.0)
+        return httpx.AsyncClient(
+            base_url=self.process.base_url, timeout=10.0, headers=TOKENS.bearer()
+        )
 
     async def create_contact(self, **fields: Any) -> dict[str, Any]:
         """Create a contact with a unique email; returns its JSON."""
@@ -149,6 +155,13 @@ async def read_topic(
         await reader.stop()
     assert len(found) >= count, f"{count} records wanted on {topic}, {len(found)} found"
     return found[:count]
+
+
+# === TOKENS ===
+@pytest.fixture(scope="session")
+def tokens() -> TestTokens:
+    """Mints access tokens both services accept: ``tokens.bearer(ORDERS_READ, subject="bob")``."""
+    return TOKENS
 
 
 # === DEVELOPMENT PKI ===
@@ -214,6 +227,7 @@ def make_settings(
         **pki.event_settings(SERVICE, trusted=[CONTACTS]),
         # The tests call orders' gRPC as the test client.
         "grpc_client_scopes": {TEST_CLIENT: ["orders:read"]},
+        **TOKENS.settings(),
         "database_url": test_database.url,
         "environment": "test",
         "grpc_port": 0,
@@ -268,9 +282,15 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @asynccontextmanager
-async def http_client(application: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def http_client(
+    application: FastAPI, *, authenticated: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``application``; it sends an all-scopes token unless ``authenticated=False``."""
     transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    headers = TOKENS.bearer() if authenticated else {}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         yield client
 
 
@@ -282,5 +302,13 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends an all-scopes bearer token (subject "test-user")."""
     async with http_client(app) as orders_client:
+        yield orders_client
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no token."""
+    async with http_client(app, authenticated=False) as orders_client:
         yield orders_client

@@ -99,6 +99,10 @@ async def test_create_returns_201_with_the_documented_contract(
         "created_at",
         "updated_at",
         "version",
+        "created_by",
+        "updated_by",
+        "status_changed_by",
+        "status_changed_at",
     }
     assert NUMBER_PATTERN.match(order["number"]), order["number"]
     assert order["number"][4:8] == order["created_at"][:4]

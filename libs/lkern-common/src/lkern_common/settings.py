@@ -25,6 +25,12 @@ WEB_UI_ORIGIN = "http://localhost:4201"
 # as seen from a service's folder, where a service runs (`python -m app`). Production sets
 # every path explicitly (docs/deploy.md).
 LOCAL_PKI_DIR = Path("../../.lkern/pki")
+# The development issuer of `lkern up` / `lkern token` (lkern_devstack.dev_keys). A deployment
+# sets its identity provider's issuer and JWKS URL; without them no token verifies (the
+# development JWKS file does not exist in an image, so the service does not even start).
+LOCAL_AUTH_ISSUER = "lkern-local-dev"
+LOCAL_AUTH_AUDIENCE = "lkern-api"
+LOCAL_AUTH_JWKS_FILE = "../../.lkern/auth/jwks.json"
 
 
 # === HELPERS ===
@@ -116,6 +122,49 @@ class ServiceSettings(BaseSettings):
         default_factory=dict,
         description="Public keys (JWKS files) of the services whose events this service "
         'consumes, by service name, JSON: {"lkms101-contacts": "/keys/contacts.jwks.json"}',
+    )
+
+    # --- authentication (lkern_common.auth; README "Calling the API") ---
+    # Every REST route except /health, /ready, / and the API docs needs a bearer token; no
+    # setting turns that off. The local defaults are the development key that `lkern up` (or
+    # `lkern token`) makes under .lkern/auth/, seen from a service's folder.
+    auth_issuer: str = Field(
+        default=LOCAL_AUTH_ISSUER,
+        description="The `iss` every access token must have (your identity provider's issuer)",
+    )
+    auth_audience: str = Field(
+        default=LOCAL_AUTH_AUDIENCE,
+        description="A value the `aud` of every access token must be or contain",
+    )
+    auth_jwks_url: str = Field(
+        default="",
+        description="URL of the issuer's JWKS (its public signing keys); when set it is used "
+        "instead of AUTH_JWKS_FILE",
+    )
+    auth_jwks_file: str = Field(
+        default=LOCAL_AUTH_JWKS_FILE,
+        description="A JWKS file of the public signing keys (when AUTH_JWKS_URL is empty); "
+        "relative paths are relative to the service's folder",
+    )
+    auth_leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on exp / nbf"
+    )
+    auth_jwks_min_refresh_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A token naming an unknown key id reads the JWKS again, at most this often",
+    )
+    auth_jwks_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="The JWKS is read again when older than this"
+    )
+    auth_jwks_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of one fetch of AUTH_JWKS_URL"
+    )
+    auth_token_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Verified tokens kept (by hash, until they expire) so a request does not "
+        "pay a signature check each time; 0 verifies every request",
     )
 
     # --- database ---

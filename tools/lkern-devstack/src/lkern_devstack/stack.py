@@ -24,6 +24,7 @@ from sqlalchemy import make_url
 from lkern_common.migrations import ensure_database
 from lkern_common.settings import normalize_database_url
 from lkern_devstack.broker import LocalBroker
+from lkern_devstack.dev_keys import DevAuth, dev_auth
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
 from lkern_devstack.process import REPO_ROOT, SERVICES_DIR, LineSink, ServiceProcess
@@ -147,6 +148,7 @@ class LocalStack:
         self.broker: LocalBroker | None = None
         self.processes: list[ServiceProcess] = []
         self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._auth: DevAuth | None = None
 
     # --- what runs where ---
     @property
@@ -169,10 +171,18 @@ class LocalStack:
         """The development CA, certificates and event keys under the data folder."""
         return DevPki(self.settings.data_dir / "pki")
 
+    @property
+    def auth(self) -> DevAuth:
+        """The stack's development token issuer (key made under <data>/auth/ on first use)."""
+        if self._auth is None:
+            self._auth = dev_auth(self.settings.data_dir)
+        return self._auth
+
     def service_env(self, service: ServiceDefinition) -> dict[str, str]:
         contacts = SERVICES[0]
         return {
             **self.pki.service_env(service.name, service.trusts_events_of),
+            **self.auth.service_env(),
             "DATABASE_URL": self.database_url(service),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KAFKA_ENABLE_IDEMPOTENCE": "false" if self.broker else "true",
