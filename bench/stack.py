@@ -99,7 +99,7 @@ def given_targets(
         orders_db,
         host,
         port,
-        token or dev_auth(REPO_ROOT / ".lkern").mint(subject="bench"),
+        token=token or dev_auth(REPO_ROOT / ".lkern").mint(subject="bench"),
     )
 
 

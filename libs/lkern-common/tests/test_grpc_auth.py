@@ -21,12 +21,8 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lkern_common.grpc_auth import (
-    InvalidTokenError,
-    Principal,
-    current_principal,
-    requires_scope,
-)
+from lkern_common.auth import InvalidTokenError
+from lkern_common.grpc_auth import Principal, current_principal, requires_scope
 from lkern_common.grpc_clients.contacts import CONTACTS_SERVICE_NAME
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_server import GrpcServer

@@ -33,7 +33,7 @@ from lkern_common.grpc_clients.contacts import (
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TEST_CLIENT, make_dev_pki, tls_channel
-from tests.conftest import ORDERS
+from tests.conftest import ORDERS, TOKENS
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -167,12 +167,14 @@ async def test_health_is_serving_while_the_database_answers(channel: grpc.aio.Ch
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_health_is_not_serving_without_a_database(settings: Any, dev_pki: DevPki) -> None:
+async def test_health_is_not_serving_without_a_database(
+    settings: Any, dev_pki: DevPki, app: FastAPI
+) -> None:
     unreachable = settings.model_copy(
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     )
     db = Database(unreachable)
-    server = await start_grpc_server(unreachable, db)
+    server = await start_grpc_server(unreachable, db, app.state.token_verifier)
     channel = tls_channel(dev_pki, f"127.0.0.1:{server.port}", ORDERS)
     try:
         health = health_pb2_grpc.HealthStub(channel)
@@ -264,6 +266,26 @@ async def test_an_unknown_service_is_permission_denied_but_may_check_health(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_bearer_token_is_checked_like_on_rest(target: str, dev_pki: DevPki) -> None:
+    """A tool's certificate has no scopes; its caller's token decides (the app's verifier)."""
+    request = contacts_pb2.GetContactRequest(id=987654)
+    async with tls_channel(dev_pki, target, TEST_CLIENT) as channel:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        reader = (("authorization", f"Bearer {TOKENS.mint(['contacts:read'])}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(request, timeout=5, metadata=reader)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # authorised: it ran
+        other_scope = (("authorization", f"Bearer {TOKENS.mint(['orders:read'])}"),)
+        expired = (("authorization", f"Bearer {TOKENS.mint(['contacts:read'], ttl_seconds=-120)}"),)
+        for metadata, code in (
+            (other_scope, grpc.StatusCode.PERMISSION_DENIED),
+            (expired, grpc.StatusCode.UNAUTHENTICATED),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetContact(request, timeout=5, metadata=metadata)
+            assert raised.value.code() == code
 
 
 async def test_a_bad_bearer_token_is_unauthenticated(channel: grpc.aio.Channel) -> None:

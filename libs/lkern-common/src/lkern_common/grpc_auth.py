@@ -3,8 +3,8 @@
 FILE: grpc_auth.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_auth.py
 DESCRIPTION: Who may call a gRPC method: declared scopes, caller identity, the interceptor
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:20:00
 ================================================================
 
 Every RPC declares the scopes it needs next to its code::
@@ -20,14 +20,16 @@ standard health and reflection services are public (still over mutual TLS).
 The caller of a call (its `Principal`):
 
 1. a bearer token in the ``authorization`` metadata (``Bearer <JWT>``, for people and tools)
-   is checked by the server's token hook (``TokenPrincipal``: the REST token verifier's check);
-   a bad token (or a server without a hook) → UNAUTHENTICATED;
+   is checked like on REST: the server's token hook (``TokenPrincipal``), in the services
+   ``verifier_principal(app.state.token_verifier)``, the one `lkern_common.auth.TokenVerifier`
+   REST uses; a bad token (or a server without a hook) → UNAUTHENTICATED;
 2. otherwise the service named in the client certificate's SAN (the TLS handshake already
    proved it is signed by GRPC_TLS_CA); its scopes come from GRPC_CLIENT_SCOPES;
    no identity → UNAUTHENTICATED.
 
 A principal without every scope the method needs → PERMISSION_DENIED ("scope X needed"). The
-principal of the running call is in ``current_principal`` for the servicer (logs, who did it).
+principal of the running call is in ``current_principal`` for the servicer, and its subject
+in ``lkern_common.request_context.subject_var`` (log lines, who did it).
 """
 
 # === IMPORTS ===
@@ -45,6 +47,9 @@ import grpc.aio
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
+
+from lkern_common.auth import InvalidTokenError, TokenVerifier
+from lkern_common.request_context import subject_var
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -74,12 +79,18 @@ class Principal:
 current_principal: ContextVar[Principal | None] = ContextVar("grpc_principal", default=None)
 
 
-class InvalidTokenError(Exception):
-    """Raised by a token hook for a token that is not valid (any reason: 'invalid token')."""
-
-
-# A bearer token → its principal; raises InvalidTokenError. Wired to the REST token verifier.
+# A bearer token → its principal; raises InvalidTokenError (lkern_common.auth's).
 TokenPrincipal = Callable[[str], Awaitable[Principal]]
+
+
+def verifier_principal(verifier: TokenVerifier) -> TokenPrincipal:
+    """The token hook of a service: its REST token verifier (same keys, issuer, cache)."""
+
+    async def principal(token: str) -> Principal:
+        verified = await verifier.verify(token)
+        return Principal(verified.subject, verified.scopes, "token")
+
+    return principal
 
 
 # === DECLARATIONS ===
@@ -208,7 +219,8 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             assert self._token_principal is not None
             try:
                 return await self._token_principal(token)
-            except InvalidTokenError:
+            except InvalidTokenError as error:
+                logger.info("gRPC bearer token refused: %s", error.reason)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Invalid token")
         principal = service_principal(context.peer_identities(), self._client_scopes)
         if principal is None:
@@ -229,17 +241,23 @@ def _guarded(behavior: Any, authorise: Authorise) -> Any:
         async def stream_guard(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            current_principal.set(await authorise(context))
+            _set_principal(await authorise(context))
             async for response in behavior(request, context):
                 yield response
 
         return stream_guard
 
     async def guard(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        current_principal.set(await authorise(context))
+        _set_principal(await authorise(context))
         return await behavior(request, context)
 
     return guard
+
+
+def _set_principal(principal: Principal) -> None:
+    """The call's principal for the servicer, its subject for logs (the call's own context)."""
+    current_principal.set(principal)
+    subject_var.set(principal.subject)
 
 
 # === HANDLERS ===

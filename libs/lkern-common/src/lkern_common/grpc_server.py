@@ -41,12 +41,14 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lkern_common.auth import TokenVerifier
 from lkern_common.database import Database
 from lkern_common.grpc_auth import (
     AuthorizationInterceptor,
     TokenPrincipal,
     method_requirements,
     rewrap_handler,
+    verifier_principal,
 )
 from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
@@ -380,20 +382,20 @@ async def start_service_grpc_server(
     servicer: ServicerT,
     service_name: str,
     *,
-    token_principal: TokenPrincipal | None = None,
+    token_verifier: TokenVerifier,
 ) -> GrpcServer:
     """
     Start a service's gRPC server the way every L-KERN service runs it: on GRPC_HOST:GRPC_PORT
-    with mutual TLS (GRPC_TLS_*), each method's scopes checked (GRPC_CLIENT_SCOPES, bearer
-    tokens through ``token_principal``), health (SERVING only while the database answers,
-    re-checked every few seconds), reflection, request ids and graceful stop. The caller's
+    with mutual TLS (GRPC_TLS_*), each method's scopes checked (GRPC_CLIENT_SCOPES; bearer
+    tokens by ``token_verifier``, the app's REST verifier), health (SERVING only while the
+    database answers, re-checked every few seconds), reflection, request ids and graceful stop. The caller's
     lifespan stops it. With HTTP_WORKERS > 1 every worker runs one and they share the port
     (``lkern_common.web.serve`` checks that the port is free before it starts the workers).
     """
     server = GrpcServer(
         tls=service_tls_files(settings),
         client_scopes=settings.grpc_client_scopes,
-        token_principal=token_principal,
+        token_principal=verifier_principal(token_verifier),
         host=settings.grpc_host,
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,
