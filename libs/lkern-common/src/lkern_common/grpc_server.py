@@ -388,9 +388,9 @@ async def start_service_grpc_server(
     Start a service's gRPC server the way every L-KERN service runs it: on GRPC_HOST:GRPC_PORT
     with mutual TLS (GRPC_TLS_*), each method's scopes checked (GRPC_CLIENT_SCOPES; bearer
     tokens by ``token_verifier``, the app's REST verifier), health (SERVING only while the
-    database answers, re-checked every few seconds), reflection, request ids and graceful stop. The caller's
-    lifespan stops it. With HTTP_WORKERS > 1 every worker runs one and they share the port
-    (``lkern_common.web.serve`` checks that the port is free before it starts the workers).
+    database answers, re-checked every few seconds), reflection, request ids and graceful
+    stop. The caller's lifespan stops it. With HTTP_WORKERS > 1 every worker runs one and they
+    share the port (``lkern_common.web.serve`` checks that the port is free first).
     """
     server = GrpcServer(
         tls=service_tls_files(settings),
