@@ -289,6 +289,8 @@ def _grpc_load(
                 str(seconds),
                 "--max-id",
                 str(CONTACTS),
+                "--pki-dir",
+                str(targets.pki_dir),
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,

@@ -63,6 +63,8 @@ class StackTargets:
     orders_db: str
     pg_host: str
     pg_port: int
+    # The stack's development PKI: gRPC load runs over mutual TLS as lkms102-orders.
+    pki_dir: Path = REPO_ROOT / ".lkern" / "pki"
     # An all-scopes access token every REST request sends (the API needs one, as in production).
     token: str = ""
 
@@ -97,7 +99,7 @@ def given_targets(
         orders_db,
         host,
         port,
-        token or dev_auth(REPO_ROOT / ".lkern").mint(subject="bench"),
+        token=token or dev_auth(REPO_ROOT / ".lkern").mint(subject="bench"),
     )
 
 
@@ -152,6 +154,7 @@ class BenchStack:
             orders_db=f"postgresql://postgres@127.0.0.1:{pg}/lkms102_orders",
             pg_host="127.0.0.1",
             pg_port=pg,
+            pki_dir=self.data_dir / "pki",
             token=dev_auth(self.data_dir).mint(subject="bench"),
         )
 

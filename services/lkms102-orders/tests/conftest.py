@@ -5,7 +5,7 @@ PATH: /services/lkms102-orders/tests/conftest.py
 DESCRIPTION: pytest fixtures: migrated test databases, a local broker, a real contacts service
              process, the orders app with its lifespan, HTTP clients
 VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 
 The orders tests cannot import the contacts `app` package (both services are called `app`), so
@@ -34,14 +34,17 @@ from app.config import Settings
 from app.database import Database
 from app.main import create_app
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.process import ServiceProcess
-from lkern_devstack.testing import TestDatabase, TestTokens
+from lkern_devstack.testing import TEST_CLIENT, TestDatabase, TestTokens, make_dev_pki
 
 # === LOGGING ===
 logger = logging.getLogger("tests")
 
 # === CONSTANTS ===
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+SERVICE = "lkms102-orders"
+CONTACTS = "lkms101-contacts"
 CONTACTS_DIR = SERVICE_DIR.parent / "lkms101-contacts"
 CONTACTS_API = "/api/v1/contacts/"
 ORDERS_API = "/api/v1/orders/"
@@ -62,14 +65,15 @@ def log_sink(name: str, line: str) -> None:
 class ContactsService:
     """A real lkms101-contacts process and its REST API, for the orders tests."""
 
-    def __init__(self, database: TestDatabase, bootstrap_servers: str) -> None:
+    def __init__(self, database: TestDatabase, bootstrap_servers: str, pki: DevPki) -> None:
         self.database = database
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.process = ServiceProcess(
-            "lkms101-contacts",
+            CONTACTS,
             service_dir=CONTACTS_DIR,
             env={
+                **pki.service_env(CONTACTS),
                 "DATABASE_URL": database.url,
                 "GRPC_PORT": str(self.grpc_port),
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
@@ -160,6 +164,13 @@ def tokens() -> TestTokens:
     return TOKENS
 
 
+# === DEVELOPMENT PKI ===
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    """A CA, the services' certificates and event keys for this run (as `lkern up` makes)."""
+    return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
 # === BROKER ===
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
@@ -189,9 +200,11 @@ def contacts_database() -> Iterator[TestDatabase]:
 
 # === CONTACTS SERVICE ===
 @pytest.fixture(scope="session")
-def contacts(contacts_database: TestDatabase, broker: LocalBroker) -> Iterator[ContactsService]:
+def contacts(
+    contacts_database: TestDatabase, broker: LocalBroker, dev_pki: DevPki
+) -> Iterator[ContactsService]:
     """The contacts service as a process (REST + gRPC), shared by the tests."""
-    service = ContactsService(contacts_database, broker.bootstrap_servers)
+    service = ContactsService(contacts_database, broker.bootstrap_servers, dev_pki)
     service.start()
     yield service
     service.stop()
@@ -199,10 +212,21 @@ def contacts(contacts_database: TestDatabase, broker: LocalBroker) -> Iterator[C
 
 # === SETTINGS ===
 def make_settings(
-    test_database: TestDatabase, broker: LocalBroker, contacts_target: str, **overrides: Any
+    test_database: TestDatabase,
+    broker: LocalBroker,
+    contacts_target: str,
+    pki: DevPki,
+    **overrides: Any,
 ) -> Settings:
-    """Orders settings for a test: free gRPC port, the test broker, a fresh consumer group."""
+    """
+    Orders settings for a test: free gRPC port, the test broker, a fresh consumer group, the
+    run's certificates and event keys (orders trusts contacts' events).
+    """
     values: dict[str, Any] = {
+        **pki.grpc_tls_settings(SERVICE),
+        **pki.event_settings(SERVICE, trusted=[CONTACTS]),
+        # The tests call orders' gRPC as the test client.
+        "grpc_client_scopes": {TEST_CLIENT: ["orders:read"]},
         **TOKENS.settings(),
         "database_url": test_database.url,
         "environment": "test",
@@ -222,9 +246,9 @@ def make_settings(
 
 @pytest.fixture(scope="session")
 def settings(
-    test_database: TestDatabase, broker: LocalBroker, contacts: ContactsService
+    test_database: TestDatabase, broker: LocalBroker, contacts: ContactsService, dev_pki: DevPki
 ) -> Settings:
-    return make_settings(test_database, broker, contacts.grpc_target)
+    return make_settings(test_database, broker, contacts.grpc_target, dev_pki)
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from rich.text import Text
 from lkern_common.auth import ALL_SCOPES
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, dev_auth, parse_ttl
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.process import ServiceProcessError
 from lkern_devstack.stack import (
     SERVICES,
@@ -223,6 +224,7 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
     services = present_services()
     stack.check_ports(services)
     steps = [
+        ("Development certificates and signing keys", stack.ensure_pki),
         ("Starting PostgreSQL", stack.start_postgres),
         ("Creating databases", lambda: stack.create_databases(services)),
         ("Starting the Kafka broker", stack.start_broker),
@@ -313,6 +315,21 @@ def migrate(
         raise typer.Exit(1) from None
     finally:
         stack.stop()
+
+
+@app.command()
+def pki(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Folder [default: the data folder's pki/]")
+    ] = None,
+) -> None:
+    """
+    Create (once) the development CA, a gRPC certificate and an event signing key per service:
+    what `lkern up` uses, and what the compose stack mounts (LKERN_PKI_DIR).
+    """
+    target = directory or StackSettings().data_dir / "pki"
+    DevPki(target).ensure(service.name for service in SERVICES)
+    console.print(f"[green]✓[/] Development CA, certificates and event keys in {target}")
 
 
 @app.command()

@@ -2,9 +2,9 @@
 ================================================================
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
-DESCRIPTION: Test support shared by every service's tests: migrated database, broker, tokens
-VERSION: v1.3.0
-UPDATED: 2026-12-02 03:20:00
+DESCRIPTION: Test support of every service's tests: database, broker, tokens, dev PKI, TLS channels
+VERSION: v1.4.0
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
@@ -12,6 +12,7 @@ UPDATED: 2026-12-02 03:20:00
 import asyncio
 import atexit
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import grpc
+import grpc.aio
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
@@ -35,6 +38,8 @@ from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.dev_keys import SigningKey, write_jwks
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.stack import SERVICES
 from lkern_devstack.testpostgres import get_test_postgres_url
 
 # === CONSTANTS ===
@@ -266,6 +271,45 @@ async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
             driver.remove_query_logger(log)
 
 
+# === DEVELOPMENT PKI ===
+# A client certificate with no scopes anywhere (tests: "a service the server does not know").
+TEST_CLIENT = "lkern-test-client"
+
+
+def make_dev_pki(directory: Path, *names: str) -> DevPki:
+    """
+    A development CA in ``directory`` with a certificate and an event signing key for every
+    service of the stack, the test client ``TEST_CLIENT``, and ``names``. A session fixture::
+
+        @pytest.fixture(scope="session")
+        def dev_pki(tmp_path_factory):
+            return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+    Point a service at it with ``Settings(**dev_pki.grpc_tls_settings(name),
+    **dev_pki.event_settings(name, trusted))`` or, for a process, ``dev_pki.service_env(...)``.
+    """
+    return DevPki(directory).ensure([*(s.name for s in SERVICES), TEST_CLIENT, *names])
+
+
+@functools.cache
+def shared_dev_pki() -> DevPki:
+    """
+    One development PKI per test process (``make_dev_pki`` in a temporary folder removed at
+    exit), for helpers that are not fixtures. ``TEST_CLIENT``'s event key signs test events.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="lkern-test-pki-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return make_dev_pki(directory)
+
+
+def tls_channel(
+    pki: DevPki, target: str, identity: str, *, options: Iterable[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio gRPC channel to ``target`` over mutual TLS, as ``identity`` (its cert)."""
+    credentials = pki.tls_files(identity).channel_credentials()
+    return grpc.aio.secure_channel(target, credentials, options=list(options))
+
+
 # === TEST BROKER ===
 @contextmanager
 def running_broker(log_file: Path | None = None) -> Iterator[LocalBroker]:
@@ -296,6 +340,7 @@ class CollectedEvent:
     key: str | None
     value: dict[str, Any]
     headers: dict[str, str]
+    raw: bytes = b""  # the value's bytes, as published (what its signature covers)
 
     @property
     def event_id(self) -> str:
@@ -373,6 +418,7 @@ class EventCollector:
                             key=None if record.key is None else record.key.decode(),
                             value=json.loads(record.value) if record.value else {},
                             headers={name: value.decode() for name, value in record.headers},
+                            raw=record.value or b"",
                         )
                     )
             if batches:
