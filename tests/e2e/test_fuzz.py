@@ -48,12 +48,14 @@ RUN_TIMEOUT_SECONDS = 300
 
 
 # === HELPERS ===
-def api_headers() -> dict[str, str]:
-    """Headers every fuzzed request carries (e.g. an Authorization bearer token)."""
-    return {}
+def api_headers(stack: RunningStack) -> dict[str, str]:
+    """Headers every fuzzed request carries: an all-scopes access token of the stack."""
+    return {"Authorization": f"Bearer {stack.token()}"}
 
 
-def run_schemathesis(base_url: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(
+    base_url: str, workdir: Path, headers: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     """One bounded schemathesis run against a service's /api/ operations."""
     args = [
         str(SCHEMATHESIS),
@@ -77,7 +79,7 @@ def run_schemathesis(base_url: str, workdir: Path) -> subprocess.CompletedProces
         "30",
         "--no-color",
     ]
-    for name, value in api_headers().items():
+    for name, value in headers.items():
         args += ["--header", f"{name}: {value}"]
     return subprocess.run(
         args,
@@ -97,7 +99,7 @@ def fuzzed_stack() -> Iterator[RunningStack]:
     orders' create succeeds and the stateful phase reaches get / update / delete.
     """
     with ready_stack() as running:
-        with httpx.Client(base_url=running.url("contacts"), headers=api_headers()) as client:
+        with httpx.Client(base_url=running.url("contacts"), headers=api_headers(running)) as client:
             created = client.post(
                 "/api/v1/contacts/", json={"name": "Fuzz Target", "email": "fuzz@example.com"}
             )
@@ -112,7 +114,7 @@ def fuzzed_stack() -> Iterator[RunningStack]:
 def test_schemathesis_finds_no_failure(
     fuzzed_stack: RunningStack, service: str, tmp_path: Path
 ) -> None:
-    result = run_schemathesis(fuzzed_stack.url(service), tmp_path)
+    result = run_schemathesis(fuzzed_stack.url(service), tmp_path, api_headers(fuzzed_stack))
     report = f"{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, report
     assert "No issues found" in report or "warnings in" in report, report
@@ -126,7 +128,9 @@ def test_real_server_bounds_bodies_and_answers_head(fuzzed_stack: RunningStack) 
         for start in range(0, len(big), 64 * 1024):
             yield big[start : start + 64 * 1024]
 
-    with httpx.Client(base_url=fuzzed_stack.url("contacts"), headers=api_headers()) as client:
+    with httpx.Client(
+        base_url=fuzzed_stack.url("contacts"), headers=api_headers(fuzzed_stack)
+    ) as client:
         declared = client.post(
             "/api/v1/contacts/", content=big, headers={"content-type": "application/json"}
         )

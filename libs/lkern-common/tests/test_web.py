@@ -22,15 +22,21 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Query, Response
 
+from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.logging_setup import RequestIdFilter
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.app_factory import create_service_app
 from lkern_common.web.inputs import Email, Flag, Id, InputModel, Text, omittable
 from lkern_common.web.routing import ApiRoute
+from lkern_common.web.security import requires
+from lkern_devstack.testing import TestTokens
 
 # === CONSTANTS ===
 LIMIT = 4096
 ran: list[str] = []
+TOKENS = TestTokens.temporary()
+READ = [requires(CONTACTS_READ)]
+WRITE = [requires(CONTACTS_WRITE)]
 
 
 # === TEST APP ===
@@ -49,28 +55,28 @@ class ThingUpdate(InputModel):
 router = APIRouter(prefix="/things", tags=["things"], route_class=ApiRoute)
 
 
-@router.get("/")
+@router.get("/", dependencies=READ)
 async def list_things(q: Text | None = Query(None)) -> list[str]:
     return [q or ""]
 
 
-@router.post("/", status_code=201)
+@router.post("/", status_code=201, dependencies=WRITE)
 async def create_thing(thing: ThingIn) -> dict[str, Any]:
     ran.append("create")
     return thing.model_dump()
 
 
-@router.get("/{thing_id}")
+@router.get("/{thing_id}", dependencies=READ)
 async def get_thing(thing_id: int, response: Response) -> dict[str, int]:
     return {"id": thing_id}
 
 
-@router.put("/{thing_id}")
+@router.put("/{thing_id}", dependencies=WRITE)
 async def update_thing(thing_id: int, thing: ThingUpdate) -> dict[str, Any]:
     return thing.model_dump(exclude_unset=True)
 
 
-@router.delete("/{thing_id}", status_code=204)
+@router.delete("/{thing_id}", status_code=204, dependencies=WRITE)
 async def delete_thing(thing_id: int) -> None:
     raise RuntimeError("secret internals")
 
@@ -81,7 +87,7 @@ async def no_resources(app: FastAPI) -> AsyncIterator[None]:
 
 
 def make_app() -> FastAPI:
-    settings = ServiceSettings(http_max_body_bytes=LIMIT, log_requests=False)
+    settings = ServiceSettings(http_max_body_bytes=LIMIT, log_requests=False, **TOKENS.settings())
     return create_service_app(
         settings, title="t", description="d", lifespan=no_resources, routers=[router]
     )
@@ -91,7 +97,9 @@ def make_app() -> FastAPI:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     ran.clear()
     transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=TOKENS.bearer()
+    ) as http_client:
         yield http_client
 
 

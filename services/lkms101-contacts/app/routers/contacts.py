@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:30:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 02:30:00
 ================================================================
 """
 
@@ -18,10 +18,12 @@ from app.database import DatabaseDep, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
+from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.database import INT32_MAX
 from lkern_common.web.inputs import Text
 from lkern_common.web.openapi import LIST_RESPONSES
 from lkern_common.web.routing import ApiRoute
+from lkern_common.web.security import requires
 
 # === ROUTER ===
 router = APIRouter(prefix="/contacts", tags=["contacts"], route_class=ApiRoute)
@@ -47,12 +49,19 @@ async def get_contacts_reader(db: DatabaseDep) -> ContactsReader:
 ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
 ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
 
+# Each route declares the scope it needs in its decorator (`requires`): reads contacts:read,
+# changes contacts:write. A route without one makes the app refuse to start.
 # Routes return the contact (a record, or the ORM object after a change); FastAPI validates and
 # serialises it once, as `response_model` (ContactResponse).
 
 
 # === GET ALL CONTACTS ===
-@router.get("/", response_model=list[ContactResponse], responses=LIST_RESPONSES)
+@router.get(
+    "/",
+    response_model=list[ContactResponse],
+    responses=LIST_RESPONSES,
+    dependencies=[requires(CONTACTS_READ)],
+)
 async def get_contacts(
     service: ReaderDep,
     response: Response,
@@ -73,7 +82,12 @@ async def get_contacts(
 
 
 # === GET CONTACT BY ID ===
-@router.get("/{contact_id}", response_model=ContactResponse, responses=ERROR_RESPONSES)
+@router.get(
+    "/{contact_id}",
+    response_model=ContactResponse,
+    responses=ERROR_RESPONSES,
+    dependencies=[requires(CONTACTS_READ)],
+)
 async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
     """Get contact by ID (404 when it does not exist)."""
     return await service.get_contact(contact_id)
@@ -85,6 +99,7 @@ async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
     response_model=ContactResponse,
     status_code=status.HTTP_201_CREATED,
     responses={400: {"description": "Email already exists"}},
+    dependencies=[requires(CONTACTS_WRITE)],
 )
 async def create_contact(contact: ContactCreate, service: ServiceDep) -> NewContact:
     """Create new contact (400 when another contact has the same email)."""
@@ -96,6 +111,7 @@ async def create_contact(contact: ContactCreate, service: ServiceDep) -> NewCont
     "/{contact_id}",
     response_model=ContactResponse,
     responses={**ERROR_RESPONSES, 400: {"description": "Email already exists"}},
+    dependencies=[requires(CONTACTS_WRITE)],
 )
 async def update_contact(
     contact_id: ContactId, contact: ContactUpdate, service: ServiceDep
@@ -106,7 +122,12 @@ async def update_contact(
 
 
 # === DELETE CONTACT ===
-@router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
+@router.delete(
+    "/{contact_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=ERROR_RESPONSES,
+    dependencies=[requires(CONTACTS_WRITE)],
+)
 async def delete_contact(contact_id: ContactId, service: ServiceDep) -> None:
     """Delete contact (hard delete)."""
     await service.delete_contact(contact_id)

@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 02:30:00
 ================================================================
 """
 
@@ -25,9 +25,11 @@ from app.schemas.order import (
 from app.services.contact_directory import ContactDirectory
 from app.services.order_status import OrderStatus
 from app.services.orders_service import OrdersReader, OrdersService, OrderView
+from lkern_common.auth import ORDERS_READ, ORDERS_WRITE
 from lkern_common.database import INT32_MAX
 from lkern_common.web.openapi import LIST_RESPONSES
 from lkern_common.web.routing import ApiRoute
+from lkern_common.web.security import requires
 
 # === ROUTER ===
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
@@ -55,6 +57,8 @@ async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
     return OrdersReader(db)
 
 
+# Each route declares the scope it needs in its decorator (`requires`): reads orders:read,
+# changes orders:write. A route without one makes the app refuse to start.
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
 ReaderDep = Annotated[OrdersReader, Depends(get_orders_reader)]
 
@@ -77,11 +81,20 @@ def order_response(view: OrderView) -> OrderResponse:
         created_at=order.created_at,
         updated_at=order.updated_at,
         version=order.version,
+        created_by=order.created_by,
+        updated_by=order.updated_by,
+        status_changed_by=order.status_changed_by,
+        status_changed_at=order.status_changed_at,
     )
 
 
 # === GET ALL ORDERS ===
-@router.get("/", response_model=list[OrderResponse], responses=LIST_RESPONSES)
+@router.get(
+    "/",
+    response_model=list[OrderResponse],
+    responses=LIST_RESPONSES,
+    dependencies=[requires(ORDERS_READ)],
+)
 async def get_orders(
     service: ReaderDep,
     response: Response,
@@ -104,7 +117,12 @@ async def get_orders(
 
 
 # === GET ORDER BY ID ===
-@router.get("/{order_id}", response_model=OrderResponse, responses=NOT_FOUND)
+@router.get(
+    "/{order_id}",
+    response_model=OrderResponse,
+    responses=NOT_FOUND,
+    dependencies=[requires(ORDERS_READ)],
+)
 async def get_order(order_id: OrderId, service: ReaderDep) -> OrderResponse:
     """Get order by ID (404 when it does not exist)."""
     return order_response(await service.get_order_view(order_id))
@@ -116,6 +134,7 @@ async def get_order(order_id: OrderId, service: ReaderDep) -> OrderResponse:
     response_model=OrderResponse,
     status_code=status.HTTP_201_CREATED,
     responses=CONTACT_ERRORS,
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def create_order(order: OrderCreate, service: ServiceDep) -> OrderResponse:
     """
@@ -127,7 +146,12 @@ async def create_order(order: OrderCreate, service: ServiceDep) -> OrderResponse
 
 
 # === UPDATE ORDER ===
-@router.put("/{order_id}", response_model=OrderResponse, responses={**NOT_FOUND, **CONFLICT})
+@router.put(
+    "/{order_id}",
+    response_model=OrderResponse,
+    responses={**NOT_FOUND, **CONFLICT},
+    dependencies=[requires(ORDERS_WRITE)],
+)
 async def update_order(order_id: OrderId, order: OrderUpdate, service: ServiceDep) -> OrderResponse:
     """Edit a draft: `lines` replaces all lines, `notes` the notes (409 unless draft)."""
     return order_response(await service.update_order(order_id, order))
@@ -138,6 +162,7 @@ async def update_order(order_id: OrderId, order: OrderUpdate, service: ServiceDe
     "/{order_id}/status",
     response_model=OrderResponse,
     responses={**NOT_FOUND, **CONFLICT, **CONTACT_ERRORS},
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def change_order_status(
     order_id: OrderId, change: OrderStatusChange, service: ServiceDep
@@ -154,6 +179,7 @@ async def change_order_status(
     "/{order_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**NOT_FOUND, **CONFLICT},
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def delete_order(order_id: OrderId, service: ServiceDep) -> None:
     """Delete a draft order (409 for any other status: cancel it instead)."""

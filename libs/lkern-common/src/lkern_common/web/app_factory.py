@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:55:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 """
 
@@ -19,9 +19,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
+from lkern_common.auth import TokenVerifier
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.error_handlers import install_error_handlers
-from lkern_common.web.health import health_router
+from lkern_common.web.health import (
+    CheckResult,
+    ReadinessCheck,
+    add_readiness_check,
+    health_router,
+)
 from lkern_common.web.middleware import (
     BodyLimitMiddleware,
     HeadAsGetMiddleware,
@@ -29,6 +35,7 @@ from lkern_common.web.middleware import (
 )
 from lkern_common.web.openapi import complete_openapi
 from lkern_common.web.routing import ApiRoute
+from lkern_common.web.security import AUTH_RESPONSES, check_routes
 
 # === TYPES ===
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -51,6 +58,37 @@ def _freezing_gc(lifespan: Lifespan) -> Lifespan:
             yield state
 
     return run
+
+
+def _with_verifier(lifespan: Lifespan, verifier: TokenVerifier) -> Lifespan:
+    """
+    The service's lifespan with the token verifier's keys loaded first and its JWKS source
+    closed last. A JWKS file that cannot be read stops the start (a configuration error); an
+    unreachable JWKS URL does not (the issuer may come back): /ready reports it meanwhile.
+    """
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[Any]:
+        if not await verifier.ready() and verifier.keys.source.startswith("file"):
+            raise RuntimeError(
+                f"No token signing key in the JWKS {verifier.keys.source}: set AUTH_JWKS_FILE "
+                "or AUTH_JWKS_URL (locally, `lkern up` or `lkern token` creates the "
+                "development key)"
+            )
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            await verifier.close()
+
+    return run
+
+
+def _keys_check(verifier: TokenVerifier) -> ReadinessCheck:
+    async def check() -> CheckResult:
+        return CheckResult(ok=await verifier.ready(), details={"keys": verifier.keys.count})
+
+    return check
 
 
 # === ROUTES ===
@@ -79,32 +117,40 @@ def create_service_app(
     The FastAPI app of a service: /docs and /redoc served without a CDN (assets shipped by
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
     one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
-    counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /.
+    counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
+    and a bearer token with the declared scope on every other route (lkern_common.web.security:
+    building an app with an undeclared route fails). The token verifier is
+    ``app.state.token_verifier`` (gRPC uses the same one).
     """
     _check_route_classes(routers)
+    verifier = TokenVerifier.from_settings(settings)
     app = FastAPIOffline(
         title=title,
         version=settings.service_version,
         description=description,
         docs_url="/docs",
         redoc_url="/redoc",
-        lifespan=_freezing_gc(lifespan),
+        lifespan=_freezing_gc(_with_verifier(lifespan, verifier)),
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)
     app.add_middleware(HeadAsGetMiddleware)
+    app.state.token_verifier = verifier
+    add_readiness_check(app, "auth", _keys_check(verifier))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Total-Count"],
+        # WWW-Authenticate: the web UI tells an expired token (invalid_token) from a missing scope.
+        expose_headers=["X-Request-ID", "X-Total-Count", "WWW-Authenticate"],
     )
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
     install_error_handlers(app)
     app.include_router(health_router(settings))
     for router in routers:
-        app.include_router(router, prefix=api_prefix)
+        app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
+    check_routes(app)
     complete_openapi(app, api_prefix)
     return app
