@@ -298,6 +298,9 @@ async def test_openapi_declares_the_shared_answers(client: httpx.AsyncClient) ->
     assert create["413"]["content"]["application/json"]["schema"] == error_ref
     assert "X-Request-ID" in create["201"]["headers"]
     assert "413" not in document["paths"]["/api/v1/things/{thing_id}"]["get"]["responses"]
+    for code in ("401", "403"):  # where authentication applies: every API route
+        assert create[code]["content"]["application/json"]["schema"] == error_ref
+        assert set(create[code]["headers"]) == {"WWW-Authenticate", "X-Request-ID"}
     links = create["201"]["links"]
     assert {link["operationId"].split("_")[0] for link in links.values()} == {
         "get",

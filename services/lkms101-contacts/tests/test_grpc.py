@@ -301,45 +301,37 @@ async def test_a_bad_bearer_token_is_unauthenticated(channel: grpc.aio.Channel) 
         assert raised.value.details() == "Invalid token"
 
 
-async def test_reflection_v1_is_served_and_describes_itself(target: str) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        # grpc.reflection.v1's messages are v1alpha's under another package name.
-        info = channel.stream_stream(
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
-        )
-        requests = [
-            reflection_pb2.ServerReflectionRequest(list_services=""),
-            reflection_pb2.ServerReflectionRequest(
-                file_containing_symbol="grpc.reflection.v1.ServerReflection"
-            ),
-        ]
-        replies = [reply async for reply in info(iter(requests), timeout=5)]
-        names = {service.name for service in replies[0].list_services_response.service}
-        assert {"contacts.ContactsService", "grpc.reflection.v1.ServerReflection"} <= names
-        assert replies[1].file_descriptor_response.file_descriptor_proto
-    finally:
-        await channel.close()
+async def test_reflection_v1_is_served_and_describes_itself(channel: grpc.aio.Channel) -> None:
+    # grpc.reflection.v1's messages are v1alpha's under another package name.
+    info = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+        ),
+    ]
+    replies = [reply async for reply in info(iter(requests), timeout=5)]
+    names = {service.name for service in replies[0].list_services_response.service}
+    assert {"contacts.ContactsService", "grpc.reflection.v1.ServerReflection"} <= names
+    assert replies[1].file_descriptor_response.file_descriptor_proto
 
 
 async def test_health_list_answers_every_service(
-    target: str, caplog: pytest.LogCaptureFixture
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        list_health = channel.unary_unary(
-            "/grpc.health.v1.Health/List",
-            request_serializer=health_pb2.HealthListRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthListResponse.FromString,
-        )
-        reply = await list_health(health_pb2.HealthListRequest(), timeout=5)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        assert reply.statuses["contacts.ContactsService"].status == serving
-        assert reply.statuses[""].status == serving
-    finally:
-        await channel.close()
+    list_health = channel.unary_unary(
+        "/grpc.health.v1.Health/List",
+        request_serializer=health_pb2.HealthListRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthListResponse.FromString,
+    )
+    reply = await list_health(health_pb2.HealthListRequest(), timeout=5)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert reply.statuses["contacts.ContactsService"].status == serving
+    assert reply.statuses[""].status == serving
     assert not [record for record in caplog.records if record.levelno >= 40]
 
 
@@ -355,38 +347,45 @@ def _wire_varint(value: int) -> bytes:
             return bytes(out)
 
 
-async def _raw_call(target: str, method: str, payload: bytes) -> grpc.aio.AioRpcError:
-    channel = grpc.aio.insecure_channel(target)
-    try:
+async def _raw_call(
+    target: str, dev_pki: DevPki, method: str, payload: bytes, identity: str = ORDERS
+) -> grpc.aio.AioRpcError:
+    async with tls_channel(dev_pki, target, identity) as channel:
         call = channel.unary_unary(f"/contacts.ContactsService/{method}")
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call(payload, timeout=5)
         return raised.value
-    finally:
-        await channel.close()
 
 
-async def test_corrupt_request_message_is_invalid_argument(target: str) -> None:
-    error = await _raw_call(target, "GetContact", b"\x0a\xff\xff\xff")
+async def test_corrupt_request_message_is_invalid_argument(target: str, dev_pki: DevPki) -> None:
+    error = await _raw_call(target, dev_pki, "GetContact", b"\x0a\xff\xff\xff")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "The request message could not be decoded"
+
+
+async def test_a_corrupt_message_of_an_unauthorised_caller_is_refused_for_its_scope(
+    target: str, dev_pki: DevPki
+) -> None:
+    """Authorisation runs before the message is looked at: nothing is said about it."""
+    error = await _raw_call(target, dev_pki, "GetContact", b"\x0a\xff\xff\xff", TEST_CLIENT)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.mark.parametrize("wide", [2**32 + 7, 2**31, -(2**31) - 1])
 @pytest.mark.parametrize("method", ["GetContact", "ValidateContact"])
 async def test_64_bit_id_is_refused_not_truncated(
-    client: httpx.AsyncClient, target: str, method: str, wide: int
+    client: httpx.AsyncClient, target: str, dev_pki: DevPki, method: str, wide: int
 ) -> None:
     await create(client, "Seven", "seven@example.com")  # id 1..7 may exist: none is taken
-    error = await _raw_call(target, method, b"\x08" + _wire_varint(wide))
+    error = await _raw_call(target, dev_pki, method, b"\x08" + _wire_varint(wide))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "id is out of range for a 32-bit integer"
 
 
-async def test_64_bit_id_in_a_batch_is_refused(target: str) -> None:
+async def test_64_bit_id_in_a_batch_is_refused(target: str, dev_pki: DevPki) -> None:
     packed = _wire_varint(1) + _wire_varint(2**40)
     error = await _raw_call(
-        target, "GetContactsByIds", b"\x0a" + _wire_varint(len(packed)) + packed
+        target, dev_pki, "GetContactsByIds", b"\x0a" + _wire_varint(len(packed)) + packed
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
