@@ -43,6 +43,8 @@ from lkern_common.request_context import subject_var
 PUBLIC_PATHS = frozenset(
     {"/health", "/ready", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+
+
 def _challenge_header(description: str) -> dict[str, Any]:
     """The documented WWW-Authenticate header of a 401/403 (schemathesis checks it is sent)."""
     return {
