@@ -69,7 +69,7 @@ def settings(test_database: TestDatabase, kafka_broker: LocalBroker) -> Settings
 async def clean_tables(test_database: TestDatabase) -> AsyncIterator[None]:
     """Every test starts with empty tables."""
     yield
-    await test_database.truncate("contacts")
+    await test_database.truncate("contacts", "idempotency_keys")
 
 
 @pytest.fixture(scope="session")

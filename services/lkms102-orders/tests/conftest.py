@@ -47,7 +47,14 @@ CONTACTS_API = "/api/v1/contacts/"
 ORDERS_API = "/api/v1/orders/"
 # In the order the app's transactions lock them (consumer: inbox, read model; requests: read
 # model, orders, lines, outbox), so that TRUNCATE cannot deadlock with the running consumer.
-TABLES = ("inbox_events", "contacts_read_model", "orders", "order_lines", "outbox_events")
+TABLES = (
+    "inbox_events",
+    "contacts_read_model",
+    "orders",
+    "order_lines",
+    "outbox_events",
+    "idempotency_keys",
+)
 
 
 # === HELPERS ===
