@@ -296,7 +296,6 @@ async def get_idempotency(
             description="Any unique string (a UUID): a retry with the same key and body gets "
             "the first answer again (header `Idempotent-Replayed: true`) instead of a second "
             "change; keys expire after IDEMPOTENCY_KEY_TTL_SECONDS (default 24 h)",
-            max_length=MAX_KEY_LENGTH + 2,
         ),
     ] = None,
 ) -> Idempotency:
