@@ -128,10 +128,14 @@ async def test_stale_if_match_on_put_delete_and_status_is_412_and_changes_nothin
     assert await events(db) == ["OrderCreated", "OrderUpdated"]
 
     current_tag = {"If-Match": '"2"'}
-    confirmed = await client.post(f"{url}/status", json={"status": "confirmed"}, headers=current_tag)
+    confirmed = await client.post(
+        f"{url}/status", json={"status": "confirmed"}, headers=current_tag
+    )
     assert confirmed.status_code == 200
     draft = await create(client, contact["id"])
-    assert (await client.delete(f"{API}{draft['id']}", headers={"If-Match": '"1"'})).status_code == 204
+    assert (
+        await client.delete(f"{API}{draft['id']}", headers={"If-Match": '"1"'})
+    ).status_code == 204
 
 
 async def test_concurrent_puts_with_one_if_match_give_one_200_and_412s(
@@ -190,7 +194,9 @@ async def test_a_retried_status_change_with_a_key_changes_once(
     assert await events(db) == ["OrderCreated", "OrderStatusChanged"]
     # The key is scoped to the route: the same key on another order is another request.
     other = await create(client, contact["id"])
-    again = await client.post(f"{API}{other['id']}/status", json={"status": "confirmed"}, headers=key)
+    again = await client.post(
+        f"{API}{other['id']}/status", json={"status": "confirmed"}, headers=key
+    )
     assert again.status_code == 200
     assert "Idempotent-Replayed" not in again.headers
 
@@ -231,7 +237,7 @@ async def test_a_client_that_disconnects_then_retries_gets_one_order(
     host, port = served_app.removeprefix("http://").split(":")
     async with db.transaction() as blocker:  # hold the order at its INSERT...
         await blocker.execute(text("LOCK TABLE orders IN SHARE MODE"))
-        reader, writer = await asyncio.open_connection(host, int(port))
+        _reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(
             f"POST {API} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()

@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request, Response
@@ -102,7 +102,7 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-KEYS = IdempotencyKey.__table__
+KEYS = cast(sa.Table, IdempotencyKey.__table__)
 
 
 # === MIGRATION HELPERS ===

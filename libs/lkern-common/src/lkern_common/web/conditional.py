@@ -81,8 +81,7 @@ class PreconditionRequiredError(DomainError):
 
     def __init__(self) -> None:
         super().__init__(
-            "This request must be conditional: send If-Match with the ETag of the version "
-            "you read"
+            "This request must be conditional: send If-Match with the ETag of the version you read"
         )
 
 
