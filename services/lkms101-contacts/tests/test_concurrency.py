@@ -353,3 +353,44 @@ async def test_an_expired_key_runs_again_and_the_service_deletes_it(
         return left == 0
 
     await eventually_true(key_deleted, "the service's cleanup deleted the expired key")
+
+
+# === CORS / OPENAPI ===
+async def test_cors_lets_the_web_ui_send_the_headers_and_read_etag(
+    client: httpx.AsyncClient,
+) -> None:
+    origin = {"Origin": "http://localhost:4201"}
+    preflight = await client.options(
+        f"{API}1",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "if-match, if-none-match, idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert {"if-match", "if-none-match", "idempotency-key"} <= {
+        name.strip() for name in allowed.split(",")
+    }
+    answer = await client.post(API, json=new_body(), headers=origin)
+    exposed = answer.headers["access-control-expose-headers"].lower()
+    assert {"etag", "idempotent-replayed"} <= {name.strip() for name in exposed.split(",")}
+
+
+async def test_openapi_declares_the_headers_and_answers(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def headers_of(operation: dict[str, Any]) -> set[str]:
+        return {p["name"].lower() for p in operation["parameters"] if p["in"] == "header"}
+
+    one = paths["/api/v1/contacts/{contact_id}"]
+    assert "if-none-match" in headers_of(one["get"])
+    assert {"304", "200"} <= set(one["get"]["responses"])
+    assert "ETag" in one["get"]["responses"]["200"]["headers"]
+    for method in ("put", "delete"):
+        assert "if-match" in headers_of(one[method])
+        assert {"412", "428"} <= set(one[method]["responses"])
+    create_op = paths["/api/v1/contacts/"]["post"]
+    assert "idempotency-key" in headers_of(create_op)
+    assert {"201", "409", "422"} <= set(create_op["responses"])

@@ -263,3 +263,24 @@ async def test_a_client_that_disconnects_then_retries_gets_one_order(
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert await order_count(db) == 1
     assert await events(db) == ["OrderCreated"]
+
+
+# === OPENAPI ===
+async def test_openapi_declares_the_headers_and_answers(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def headers_of(operation: dict[str, Any]) -> set[str]:
+        return {p["name"].lower() for p in operation["parameters"] if p["in"] == "header"}
+
+    one = paths["/api/v1/orders/{order_id}"]
+    assert "if-none-match" in headers_of(one["get"])
+    assert "304" in one["get"]["responses"]
+    for operation in (one["put"], one["delete"], paths["/api/v1/orders/{order_id}/status"]["post"]):
+        assert "if-match" in headers_of(operation)
+        assert {"412", "428"} <= set(operation["responses"])
+    for operation in (
+        paths["/api/v1/orders/"]["post"],
+        paths["/api/v1/orders/{order_id}/status"]["post"],
+    ):
+        assert "idempotency-key" in headers_of(operation)
+        assert {"409", "422"} <= set(operation["responses"])

@@ -40,6 +40,15 @@ ETAG_HEADER = "ETag"
 # of ours).
 MAX_CONDITION_LENGTH = 1024
 
+
+# === OPENAPI ===
+class PreconditionFailedBody(BaseModel):
+    """The 412 body: the message and the version the resource has now."""
+
+    detail: str
+    current_version: int
+
+
 # OpenAPI: the answers that conditional requests add to a route's documented responses.
 ETAG_RESPONSE_HEADER: dict[str, Any] = {
     ETAG_HEADER: {
@@ -52,6 +61,7 @@ NOT_MODIFIED_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 PRECONDITION_RESPONSES: dict[int | str, dict[str, Any]] = {
     412: {
+        "model": PreconditionFailedBody,
         "description": "`If-Match` does not name the current version: nothing was changed; "
         "the body has `current_version` and the `ETag` header the current tag",
     },
@@ -185,13 +195,6 @@ IfNoneMatchHeader = Annotated[
 
 
 # === ERROR HANDLER ===
-class PreconditionFailedBody(BaseModel):
-    """The 412 body: the message and the version the resource has now."""
-
-    detail: str
-    current_version: int
-
-
 async def precondition_failed_handler(request: Request, exc: Exception) -> JSONResponse:
     """412 with the current version in the body and as the ETag, so a client can re-read."""
     assert isinstance(exc, PreconditionFailedError)
