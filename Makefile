@@ -13,7 +13,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test lint format typecheck unit grpc-gen requirements config-docs images bench clean
+.PHONY: help venv up test test-images lint format typecheck unit grpc-gen requirements config-docs images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -46,7 +46,16 @@ typecheck: venv  ## mypy --strict on the library, tools, scripts and each servic
 		if [ -d $$service/app ]; then (cd $$service && $(MYPY) app) || exit 1; fi; \
 	done
 
-unit: venv  ## every test suite (library, devstack, services, deployment files, end to end)
+unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_URL)
+	$(BIN)/lkern with-test-postgres -- $(MAKE) --no-print-directory suites
+
+# The suites one after the other (library, devstack, services, deployment files, end to end);
+# `make unit` runs them with TEST_POSTGRES_URL set (see README, "Tests and PostgreSQL").
+# They need no network: uv (tests/deploy installs the pinned requirements) uses only its cache,
+# which `make venv` filled.
+.PHONY: suites
+suites: export UV_OFFLINE = 1
+suites: venv
 	@for dir in $(PACKAGES) $(SERVICES); do \
 		if [ -d $$dir/tests ]; then \
 			echo "=== tests: $$dir ==="; \
@@ -59,6 +68,14 @@ unit: venv  ## every test suite (library, devstack, services, deployment files, 
 	$(PYTEST) -q -p no:cacheprovider tests/e2e
 
 test: lint typecheck unit  ## lint, typecheck and every test
+
+# Builds both images with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
+test-images: venv  ## build both images with podman and run them hardened (root; podman, runc, debootstrap)
+	@for tool in podman runc; do \
+		command -v $$tool >/dev/null || { echo "make test-images needs $$tool:" \
+			"apt-get update && apt-get install -y podman debootstrap runc" >&2; exit 1; }; \
+	done
+	$(PYTEST) -q -p no:cacheprovider tests/images
 
 # === BENCHMARK ===
 bench: venv  ## benchmark suite on its own stack, ~7 min (not part of test; BENCH_ARGS="--seconds 3")

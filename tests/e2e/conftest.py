@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/e2e/conftest.py
 DESCRIPTION: End-to-end fixtures: the real lkern up in a temporary folder on free ports
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 """
 
@@ -29,6 +29,7 @@ from lkern_devstack.broker import free_port
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LKERN = REPO_ROOT / ".venv" / "bin" / "lkern"
+PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 READY_TIMEOUT_SECONDS = 120
 
 
@@ -63,16 +64,29 @@ class RunningStack:
         return list(found.values())
 
 
-def _stack_environment() -> dict[str, str]:
+def _stack_environment(checkout: Path | None = None) -> dict[str, str]:
     environment = dict(os.environ)
-    for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "LKERN_DATA_DIR"):
+    for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "LKERN_DATA_DIR", "PYTHONPATH"):
         environment.pop(name, None)
+    if checkout is not None:
+        # That checkout's own code (lkern and the library; its services run from its folder)
+        # with this environment's installed dependencies.
+        sources = [checkout / "tools/lkern-devstack/src", checkout / "libs/lkern-common/src"]
+        environment["PYTHONPATH"] = os.pathsep.join(str(path) for path in sources)
     return environment
 
 
-def start_stack(data_dir: Path | None = None, **port_overrides: int) -> RunningStack:
-    """Run `lkern up` with free ports and a new (or the given) data folder; return at once."""
-    if data_dir is None:
+def start_stack(
+    data_dir: Path | None = None, *, checkout: Path | None = None, **port_overrides: int
+) -> RunningStack:
+    """
+    Run `lkern up` with free ports and a new (or the given) data folder; return at once.
+    With ``checkout``: the `lkern up` of that copy of the repository, run from its folder with
+    its default data folder (``<checkout>/.lkern``), as `make up` there would.
+    """
+    if checkout is not None:
+        data_dir = checkout / ".lkern"
+    elif data_dir is None:
         # PostgreSQL runs as an unprivileged user when we are root: the folder must be reachable.
         data_dir = Path(tempfile.mkdtemp(prefix="lkern-e2e-"))
         data_dir.chmod(0o755)
@@ -85,7 +99,10 @@ def start_stack(data_dir: Path | None = None, **port_overrides: int) -> RunningS
         "kafka_port",
     )
     ports = {name: port_overrides.get(name) or free_port() for name in names}
-    args = [str(LKERN), "up", "--data-dir", str(data_dir)]
+    if checkout is None:
+        args = [str(LKERN), "up", "--data-dir", str(data_dir)]
+    else:
+        args = [str(PYTHON), "-m", "lkern_devstack.cli", "up"]
     for name, port in ports.items():
         args += [f"--{name.replace('_', '-')}", str(port)]
     process = subprocess.Popen(
@@ -93,8 +110,8 @@ def start_stack(data_dir: Path | None = None, **port_overrides: int) -> RunningS
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_stack_environment(),
-        cwd=data_dir,
+        env=_stack_environment(checkout),
+        cwd=checkout or data_dir,
     )
     stack = RunningStack(process, data_dir, ports)
     assert process.stdout is not None

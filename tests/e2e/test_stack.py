@@ -3,8 +3,8 @@
 FILE: test_stack.py
 PATH: /tests/e2e/test_stack.py
 DESCRIPTION: End-to-end: lkern up runs the system; REST, events, docs in a browser; SIGTERM
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:05:00
 ================================================================
 """
 
@@ -104,6 +104,16 @@ def test_docs_render_in_a_browser_without_internet(stack: RunningStack, service:
     assert "opblock-summary-path" in dom, dom[:2000]
     assert f"/api/v1/{service}/" in dom
     assert "Failed to load API definition" not in dom
+
+
+def test_the_start_up_table_is_whole_in_a_log(stack: RunningStack) -> None:
+    """The output goes through a pipe, as into a log file: no address is cut or split."""
+    text = stack.text()
+    assert f"postgresql://postgres@127.0.0.1:{stack.ports['postgres_port']}" in text
+    assert f"127.0.0.1:{stack.ports['kafka_port']}" in text
+    for service in ("contacts", "orders"):
+        assert f"REST {stack.url(service)}" in text
+        assert f"gRPC 127.0.0.1:{stack.ports[f'{service}_grpc_port']}" in text
 
 
 def test_sigterm_stops_every_process_it_started(stack: RunningStack) -> None:

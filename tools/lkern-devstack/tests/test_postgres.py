@@ -3,13 +3,15 @@
 FILE: test_postgres.py
 PATH: /tools/lkern-devstack/tests/test_postgres.py
 DESCRIPTION: Embedded PostgreSQL: initdb, start/stop, persistence, databases, port clash, root
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:55:00
 ================================================================
 """
 
 # === IMPORTS ===
 import os
+import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 from lkern_devstack.broker import free_port
 from lkern_devstack.postgres import (
+    RELOCATED_ROOT,
     EmbeddedPostgres,
     PortInUseError,
     PostgresError,
@@ -144,10 +147,51 @@ def test_as_root_server_runs_unprivileged(server: EmbeddedPostgres) -> None:
     assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
-def test_as_root_unreachable_data_folder_is_explained(scratch_dir: Path) -> None:
+@pytest.fixture
+def private_server(scratch_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A server whose data folder is inside a 0700 folder (like a clone under /root)."""
     private = scratch_dir / "private"
     private.mkdir(mode=0o700)
     pg = EmbeddedPostgres(private / "pgdata", port=free_port())
-    with pytest.raises(PostgresError, match="searchable"):
-        pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(pg.relocated_base(), ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
+@pytest.mark.asyncio
+async def test_as_root_a_private_folder_keeps_the_cluster_where_the_server_reaches_it(
+    private_server: EmbeddedPostgres,
+) -> None:
+    private = private_server.data_dir.parent
+    private_server.start()
+    assert private_server.ensure_database("kept") is True
+    assert private_server.data_dir.is_symlink()
+    assert private_server.cluster_dir.is_relative_to(RELOCATED_ROOT)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nothing was chmodded
+    assert private.stat().st_uid == 0
+
+    private_server.stop()
+    again = EmbeddedPostgres(private_server.data_dir, port=private_server.port)
+    again.start()
+    assert again.ensure_database("kept") is False
+    again.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
+def test_as_root_deleting_a_private_data_folder_starts_afresh(
+    private_server: EmbeddedPostgres,
+) -> None:
+    private_server.start()
+    assert private_server.ensure_database("old") is True
+    private_server.stop()
+    private_server.data_dir.unlink()  # the user deletes the data folder (the link)
+
+    private_server.start()
+    assert private_server.ensure_database("old") is True  # a new, empty cluster
+
+    private_server.remove()
+    assert not private_server.data_dir.exists()
+    assert not private_server.relocated_base().exists()

@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -30,10 +30,13 @@ from lkern_devstack.stack import (
     StackSettings,
     present_services,
 )
+from lkern_devstack.testpostgres import run_with_test_postgres
 
 # === CONSTANTS ===
 console = Console(highlight=False, soft_wrap=True)
 PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
+# Wider than any table we print: the width a table is measured in when nothing limits it.
+UNBOUNDED_WIDTH = 10_000
 
 app = typer.Typer(
     help="L-KERN v4 local stack: run every service with its database and broker on this machine.",
@@ -79,7 +82,7 @@ def stack_table(stack: LocalStack) -> Table:
     settings = stack.settings
     table = Table(title="L-KERN v4 local stack", title_justify="left")
     for column in ("part", "where", "docs / notes"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps, never cuts
     for process in stack.processes:
         service = next(s for s in SERVICES if s.name == process.name)
         grpc = f"{settings.host}:{service.grpc_port(settings)}"
@@ -95,6 +98,23 @@ def stack_table(stack: LocalStack) -> Table:
     broker_note = "local broker (Tansu), memory only" if stack.broker else "KAFKA_BOOTSTRAP_SERVERS"
     table.add_row("Kafka", stack.bootstrap_servers, broker_note)
     return table
+
+
+def print_table(table: Table) -> None:
+    """
+    In a terminal, fitted to its width; in a log file or a pipe (no width to fit, rich assumes
+    80 columns), at the table's full width, so that no address or port is cut or split.
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    fitted = console.width
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+    console.width = max(fitted, console.measure(table, options=unbounded).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = fitted
 
 
 # === STOP SIGNALS ===
@@ -113,18 +133,46 @@ class StopSignal:
 
 
 # === COMMANDS ===
+def stack_option(field: str, help_text: str) -> Any:
+    """
+    An option of ``lkern up`` for a :class:`StackSettings` field: ``--help`` shows its
+    environment variable and its default, both taken from the settings class (one source).
+    """
+    return typer.Option(
+        help=help_text,
+        envvar=f"{StackSettings.model_config.get('env_prefix', '')}{field}".upper(),
+        show_envvar=True,
+        show_default=str(StackSettings.model_fields[field].default),
+    )
+
+
 @app.command()
 def up(
     demo: Annotated[
-        bool, typer.Option("--demo", help="Load demo contacts and orders (once)")
+        bool,
+        typer.Option("--demo", help="Load demo contacts and orders (once)", show_default="off"),
     ] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="Data folder [env LKERN_DATA_DIR]")] = None,
-    contacts_http_port: Annotated[int | None, typer.Option(help="[default 4101]")] = None,
-    contacts_grpc_port: Annotated[int | None, typer.Option(help="[default 5101]")] = None,
-    orders_http_port: Annotated[int | None, typer.Option(help="[default 4102]")] = None,
-    orders_grpc_port: Annotated[int | None, typer.Option(help="[default 5102]")] = None,
-    postgres_port: Annotated[int | None, typer.Option(help="[default 4501]")] = None,
-    kafka_port: Annotated[int | None, typer.Option(help="[default 4503]")] = None,
+    data_dir: Annotated[
+        Path | None, stack_option("data_dir", "Data folder (PostgreSQL's data, logs)")
+    ] = None,
+    contacts_http_port: Annotated[
+        int | None, stack_option("contacts_http_port", "lkms101-contacts REST port")
+    ] = None,
+    contacts_grpc_port: Annotated[
+        int | None, stack_option("contacts_grpc_port", "lkms101-contacts gRPC port")
+    ] = None,
+    orders_http_port: Annotated[
+        int | None, stack_option("orders_http_port", "lkms102-orders REST port")
+    ] = None,
+    orders_grpc_port: Annotated[
+        int | None, stack_option("orders_grpc_port", "lkms102-orders gRPC port")
+    ] = None,
+    postgres_port: Annotated[
+        int | None, stack_option("postgres_port", "embedded PostgreSQL port")
+    ] = None,
+    kafka_port: Annotated[
+        int | None, stack_option("kafka_port", "local Kafka broker (Tansu) port")
+    ] = None,
 ) -> None:
     """
     Start the whole stack: PostgreSQL and the broker (unless DATABASE_URL /
@@ -153,7 +201,7 @@ def up(
         if demo and not stop.event.is_set():
             load_demo(stack)
         if not stop.event.is_set():
-            console.print(stack_table(stack))
+            print_table(stack_table(stack))
             console.print("Press Ctrl-C to stop everything.")
             _Output.direct = True
             exit_code = run_until_stopped(stack, stop)
@@ -264,6 +312,21 @@ def status() -> None:
             table.add_row(service.name, url, state)
     console.print(table)
     raise typer.Exit(0 if all_ready else 1)
+
+
+@app.command(
+    "with-test-postgres",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def with_test_postgres(
+    command: Annotated[list[str], typer.Argument(help="The command to run (after --)")],
+) -> None:
+    """
+    Run a command (e.g. the test suites) with TEST_POSTGRES_URL set: unless it is set already,
+    a throw-away PostgreSQL on a free port, stopped and deleted after the command however it
+    ends (Ctrl-C and SIGTERM are passed on to the command first). Exits with its exit code.
+    """
+    raise typer.Exit(run_with_test_postgres(command, announce=console.print))
 
 
 # === MAIN ===

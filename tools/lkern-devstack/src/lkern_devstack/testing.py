@@ -3,8 +3,8 @@
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
 DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
-VERSION: v1.2.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 03:05:00
 ================================================================
 """
 
@@ -12,7 +12,6 @@ UPDATED: 2026-12-02 02:50:00
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,12 +29,7 @@ from sqlalchemy import text as sa_text
 from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
-
-# === CONSTANTS ===
-# The PostgreSQL server the tests use: the machine's own (CI and dev machines run one on 5432).
-TEST_POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+from lkern_devstack.testpostgres import get_test_postgres_url
 
 
 # === TEST DATABASE ===
@@ -43,6 +37,8 @@ class TestDatabase:
     """
     A database of its own for one test run: created with a unique name, migrated with the
     service's Alembic migrations (never ``create_all``), emptied between tests, dropped at the end.
+    It lives on the test run's server (``TEST_POSTGRES_URL``, else a throw-away embedded
+    PostgreSQL: see :mod:`lkern_devstack.testpostgres`).
     """
 
     __test__ = False  # not a pytest test class
@@ -50,9 +46,8 @@ class TestDatabase:
     def __init__(self, service_dir: Path, prefix: str) -> None:
         self.service_dir = service_dir
         name = f"test_{prefix}_{uuid.uuid4().hex[:10]}"
-        self.url = (
-            make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        )
+        server = make_url(get_test_postgres_url())
+        self.url = server.set(database=name).render_as_string(hide_password=False)
 
     def create(self, migrate: bool = True) -> str:
         """Create (and migrate) the database; returns its URL. Call outside an event loop."""
