@@ -51,8 +51,7 @@ unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_
 
 # The suites one after the other (library, devstack, services, deployment files, end to end);
 # `make unit` runs them with TEST_POSTGRES_URL set (see README, "Tests and PostgreSQL").
-# They need no network: uv (tests/deploy installs the pinned requirements) uses only its cache,
-# which `make venv` filled.
+# They need no network: uv, where a test runs it, uses only its cache (filled by `make venv`).
 .PHONY: suites
 suites: export UV_OFFLINE = 1
 suites: venv

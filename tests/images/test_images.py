@@ -13,7 +13,7 @@ container with the compose file's hardening (read-only root, tmpfs /tmp, no capa
 no-new-privileges) and the image's own user.
 
 What differs from the compose stack, and only that (HOST_OVERRIDES): the containers use the
-host's network, the test PostgreSQL instead of lkms501-postgres, the local broker (Tansu)
+host's network, the tests' PostgreSQL instead of lkms501-postgres, the local broker (Tansu)
 instead of Apache Kafka (so no idempotent producer and a short fetch wait), free ports instead
 of 4101/5101/4102/5102.
 """
