@@ -168,7 +168,7 @@ async def measure_latency(
     warm_up = list(range(first_id + count, first_id + count + round(rate * warm_up_s)))
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(
-        base_url=targets.contacts_url, limits=limits, timeout=10
+        base_url=targets.contacts_url, limits=limits, timeout=10, headers=targets.auth_headers
     ) as client:
         await _rename_at_rate(client, warm_up, rate)
         started = time.monotonic()

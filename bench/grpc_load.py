@@ -20,12 +20,18 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+from lkern_devstack.dev_pki import DevPki
+
+# === CONSTANTS ===
+# The load calls contacts as the orders service does (mutual TLS, contacts:read).
+CALLER = "lkms102-orders"
 
 if TYPE_CHECKING:
     from lkern_common.grpc_contracts.contacts.contacts_pb2_grpc import ContactsServiceAsyncStub
@@ -64,11 +70,18 @@ async def worker(
 
 
 async def run(
-    target: str, method: str, concurrency: int, seconds: float, max_id: int, batch: int
+    target: str,
+    method: str,
+    concurrency: int,
+    seconds: float,
+    max_id: int,
+    batch: int,
+    pki_dir: Path,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     counts = {"calls": 0, "errors": 0, "contacts": 0}
-    async with grpc.aio.insecure_channel(target) as channel:
+    credentials = DevPki(pki_dir).tls_files(CALLER).channel_credentials()
+    async with grpc.aio.secure_channel(target, credentials) as channel:
         stub: ContactsServiceAsyncStub = contacts_pb2_grpc.ContactsServiceStub(channel)
         await asyncio.wait_for(channel.channel_ready(), 10)
         started = time.monotonic()
@@ -92,6 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-id", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--pki-dir", type=Path, required=True)
     options = parser.parse_args()
     result = asyncio.run(
         run(
@@ -101,6 +115,7 @@ def main() -> None:
             options.seconds,
             options.max_id,
             options.batch,
+            options.pki_dir,
         )
     )
     sys.stdout.write(json.dumps(result) + "\n")

@@ -226,7 +226,13 @@ def measure_rest(
             }[script]
             with machine_window(report, f"{name} c={connections}"):
                 result = run_wrk(
-                    name, script, urls[service], connections=connections, seconds=seconds, args=args
+                    name,
+                    script,
+                    urls[service],
+                    connections=connections,
+                    seconds=seconds,
+                    args=args,
+                    headers=targets.auth_headers,
                 )
                 report.data.setdefault("rest", []).append(asdict(result))
                 _rest_rows(name, result, limits.get((limit_script or "", connections)), report)
@@ -283,6 +289,8 @@ def _grpc_load(
                 str(seconds),
                 "--max-id",
                 str(CONTACTS),
+                "--pki-dir",
+                str(targets.pki_dir),
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
@@ -411,6 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     given.add_argument("--contacts-grpc", help="host:port")
     given.add_argument("--contacts-db", help="postgresql://… of the contacts database")
     given.add_argument("--orders-db", help="postgresql://… of the orders database")
+    given.add_argument("--token", help="access token (default: minted with .lkern's dev key)")
     return parser.parse_args(argv)
 
 
@@ -447,7 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         if any(given):
             if not all(given):
                 raise SystemExit("a running stack needs all five of --contacts-url … --orders-db")
-            targets = given_targets(*given)
+            contacts_url, orders_url, contacts_grpc, contacts_db, orders_db = given
+            targets = given_targets(
+                contacts_url, orders_url, contacts_grpc, contacts_db, orders_db, options.token
+            )
             pids = {
                 name: pid
                 for name, url in (

@@ -28,6 +28,7 @@ import httpx
 import psutil
 
 from lkern_devstack.broker import free_port
+from lkern_devstack.dev_keys import dev_auth
 
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,14 @@ class StackTargets:
     orders_db: str
     pg_host: str
     pg_port: int
+    # The stack's development PKI: gRPC load runs over mutual TLS as lkms102-orders.
+    pki_dir: Path = REPO_ROOT / ".lkern" / "pki"
+    # An all-scopes access token every REST request sends (the API needs one, as in production).
+    token: str = ""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 def _dsn_parts(dsn: str) -> tuple[str, int]:
@@ -70,9 +79,17 @@ def _dsn_parts(dsn: str) -> tuple[str, int]:
 
 
 def given_targets(
-    contacts_url: str, orders_url: str, contacts_grpc: str, contacts_db: str, orders_db: str
+    contacts_url: str,
+    orders_url: str,
+    contacts_grpc: str,
+    contacts_db: str,
+    orders_db: str,
+    token: str | None = None,
 ) -> StackTargets:
-    """Targets of a stack that already runs (bench options ``--contacts-url`` …)."""
+    """
+    Targets of a stack that already runs (bench options ``--contacts-url`` …); without a
+    ``token`` (``--token``) one is minted with the development key of the default data folder.
+    """
     host, port = _dsn_parts(contacts_db)
     return StackTargets(
         contacts_url.rstrip("/"),
@@ -82,6 +99,7 @@ def given_targets(
         orders_db,
         host,
         port,
+        token=token or dev_auth(REPO_ROOT / ".lkern").mint(subject="bench"),
     )
 
 
@@ -136,6 +154,8 @@ class BenchStack:
             orders_db=f"postgresql://postgres@127.0.0.1:{pg}/lkms102_orders",
             pg_host="127.0.0.1",
             pg_port=pg,
+            pki_dir=self.data_dir / "pki",
+            token=dev_auth(self.data_dir).mint(subject="bench"),
         )
 
     def start(self) -> float:

@@ -81,8 +81,12 @@ def run_wrk(
     seconds: float,
     args: list[str],
     threads: int = 2,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run ``bench/lua/<script>.lua`` against ``base_url``; ``args`` go to the script's init()."""
+    """
+    Run ``bench/lua/<script>.lua`` against ``base_url``; ``args`` go to the script's init(),
+    ``headers`` on every request (wrk's -H: wrk.format adds them, e.g. the bearer token).
+    """
     command = [
         ensure_wrk(),
         "-t",
@@ -93,6 +97,11 @@ def run_wrk(
         f"{max(1, round(seconds))}s",
         "--timeout",
         f"{TIMEOUT_S}s",
+        *[
+            option
+            for name, value in (headers or {}).items()
+            for option in ("-H", f"{name}: {value}")
+        ],
         "-s",
         f"{script}.lua",
         base_url,

@@ -203,7 +203,7 @@ def _render_value(value: Any, info: Any) -> str:
             return ",".join(str(item) for item in value)
         return json.dumps(list(value))
     if isinstance(value, dict):
-        return json.dumps(value)
+        return json.dumps(value, default=str)  # paths as text
     text = str(value)
     if "\n" in text or text != text.strip():
         raise GenerationError(f"default {text!r} cannot be written on one .env line")

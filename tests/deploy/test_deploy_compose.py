@@ -3,8 +3,8 @@
 FILE: test_deploy_compose.py
 PATH: /tests/deploy/test_deploy_compose.py
 DESCRIPTION: deploy/docker-compose.yml: services, ports, order, health checks, wiring, settings
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:00:00
 ================================================================
 """
 
@@ -32,6 +32,13 @@ REQUIRED_ENVIRONMENT: dict[str, dict[str, str]] = {
         "KAFKA_BOOTSTRAP_SERVERS": "lkms503-kafka:9093",
         "KAFKA_ENABLE_IDEMPOTENCE": "true",
         "CORS_ORIGINS": "http://localhost:4201",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "lkms101-contacts",
+        "GRPC_TLS_CA": "/run/lkern/pki/ca.crt",
+        "GRPC_TLS_CERT": "/run/lkern/pki/lkms101-contacts.crt",
+        "GRPC_TLS_KEY": "/run/lkern/pki/lkms101-contacts.key",
+        "EVENT_SIGNING_KEY_FILE": "/run/lkern/pki/events/lkms101-contacts.jwk.json",
     },
     "lkms102-orders": {
         "ENVIRONMENT": "production",
@@ -42,6 +49,13 @@ REQUIRED_ENVIRONMENT: dict[str, dict[str, str]] = {
         "KAFKA_ENABLE_IDEMPOTENCE": "true",
         "CORS_ORIGINS": "http://localhost:4201",
         "CONTACTS_GRPC_TARGET": "lkms101-contacts:5101",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "lkms102-orders",
+        "GRPC_TLS_CA": "/run/lkern/pki/ca.crt",
+        "GRPC_TLS_CERT": "/run/lkern/pki/lkms102-orders.crt",
+        "GRPC_TLS_KEY": "/run/lkern/pki/lkms102-orders.key",
+        "EVENT_SIGNING_KEY_FILE": "/run/lkern/pki/events/lkms102-orders.jwk.json",
     },
 }
 
@@ -58,6 +72,13 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    # authentication
+    "AUTH_JWKS_FILE": "unused: AUTH_JWKS_URL is set",
+    "AUTH_LEEWAY_SECONDS": "30 s of clock skew",
+    "AUTH_JWKS_MIN_REFRESH_SECONDS": "an unknown key id re-reads the JWKS at most every 5 s",
+    "AUTH_JWKS_MAX_AGE_SECONDS": "keys re-read every 5 min (a withdrawn key stops working)",
+    "AUTH_JWKS_TIMEOUT_SECONDS": "5 s",
+    "AUTH_TOKEN_CACHE_SIZE": "10,000 verified tokens per replica",
     # database pool
     "DB_POOL_SIZE": "10 per replica (no overflow) fits PostgreSQL's default 100 connections",
     "DB_MAX_OVERFLOW": "see DB_POOL_SIZE",
@@ -75,6 +96,9 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "KAFKA_CONSUMER_RETRY_BACKOFF_MS": "0.2 s doubling",
     "KAFKA_CONSUMER_RETRY_BACKOFF_MAX_MS": "up to 5 s",
     "KAFKA_INBOX_RETENTION_DAYS": "30 days of processed event ids",
+    "KAFKA_SSL_CA_FILE": "SASL_PLAINTEXT on the compose network (a cluster uses SASL_SSL)",
+    "KAFKA_SSL_CERT_FILE": "SASL authenticates the client, not a certificate",
+    "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",
     # transactional outbox relay
     "OUTBOX_RELAY_ENABLED": "every replica runs a relay; one leads (advisory lock)",
     "OUTBOX_POLL_INTERVAL_SECONDS": "fallback poll; LISTEN/NOTIFY wakes the relay",
@@ -102,7 +126,7 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "KAFKA_CONSUMER_GROUP_ID": "the standard's lkms102-orders-group",
     "KAFKA_DLQ_TOPIC": "lkern.orders.dlq",
 }
-INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka"}
+INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka", "lkms503-kafka-setup"}
 
 
 # === HELPERS ===
@@ -159,18 +183,54 @@ def test_kafka_kraft_single_node_reachable_at_the_standard_address(
     for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","):
         name, address = listener.split("://", 1)
         advertised[address] = name
-    assert advertised["lkms503-kafka:9093"] == env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    # Containers and the host authenticate (SASL/SCRAM); the PLAINTEXT listeners are loopback.
+    assert protocols[advertised["lkms503-kafka:9093"]] == "SASL_PLAINTEXT"
+    assert protocols[advertised["localhost:9092"]] == "SASL_PLAINTEXT"
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://", 1)
+        if protocols[name] == "PLAINTEXT":
+            assert address.startswith("127.0.0.1:"), f"{name} must listen on loopback only"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
     assert any(":/var/lib/kafka/data" in volume for volume in kafka["volumes"])
     assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
-    assert "lkms503-kafka:9093" in " ".join(kafka["healthcheck"]["test"])
+    assert "127.0.0.1:9095" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_kafka_acls_let_each_service_write_only_its_own_topics(compose: dict[str, Any]) -> None:
+    setup = compose["services"]["lkms503-kafka-setup"]
+    assert setup["network_mode"] == "service:lkms503-kafka"
+    script_mount = next(v for v in setup["volumes"] if "setup-acls.sh" in v)
+    script = (COMPOSE_FILE.parent / script_mount.split(":")[0]).resolve().read_text()
+    writes = re.findall(
+        r"--allow-principal User:(\S+) --operation Write .*?--topic (\S+) "
+        r"--resource-pattern-type prefixed",
+        script.replace("\\\n", " "),
+    )
+    assert sorted(writes) == [
+        ("lkms101-contacts", "lkern.contacts."),
+        ("lkms102-orders", "lkern.orders."),
+    ]
+    for service in SERVICES:
+        assert depends_on(compose, service)["lkms503-kafka-setup"] == (
+            "service_completed_successfully"
+        )
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_service_ports_health_check_and_start_order(service: str, compose: dict[str, Any]) -> None:
     spec = compose["services"][service]
     ports = SERVICES[service]
-    assert spec["ports"] == [f"{ports['http']}:{ports['http']}", f"{ports['grpc']}:{ports['grpc']}"]
+    # Published on this host's loopback only, never on every interface.
+    assert spec["ports"] == [
+        f"127.0.0.1:{ports['http']}:{ports['http']}",
+        f"127.0.0.1:{ports['grpc']}:{ports['grpc']}",
+    ]
     assert spec["healthcheck"]["test"] == ["CMD", "python", "/opt/lkern/healthcheck.py"]
     assert spec["restart"] == "unless-stopped"
     conditions = depends_on(compose, service)
@@ -242,13 +302,33 @@ def test_compose_environment_is_valid_for_the_service_settings(
     assert settings["database_url"].startswith("postgresql+asyncpg://postgres:postgres@")
     assert settings["kafka_enable_idempotence"] is True
     assert settings["cors_origins"] == ["http://localhost:4201"]
+    # Tokens of the identity provider's issuer, keys from its JWKS URL (never a local file).
+    assert settings["auth_jwks_url"].startswith("https://")
+    assert settings["auth_issuer"].startswith("https://")
+    assert settings["auth_audience"] == "lkern-api"
 
 
 def test_the_only_compose_variables_have_local_defaults() -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
-    variables = set(re.findall(r"\$\{([A-Z_]+)(?::-[^}]*)?\}", text))
-    assert variables == {"POSTGRES_PASSWORD", "LKERN_IMAGE_TAG"}
-    assert "${POSTGRES_PASSWORD}" not in text, "every use of the password has its local default"
+    variables = set(re.findall(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
+    # AUTH_ISSUER / AUTH_JWKS_URL: the identity provider; their placeholders verify no token.
+    assert variables == {
+        "POSTGRES_PASSWORD",
+        "LKMS101_KAFKA_PASSWORD",
+        "LKMS102_KAFKA_PASSWORD",
+        "LKERN_PKI_DIR",
+        "LKERN_IMAGE_TAG",
+        "AUTH_ISSUER",
+        "AUTH_JWKS_URL",
+    }
+    for secret in ("POSTGRES_PASSWORD", "LKMS101_KAFKA_PASSWORD", "LKMS102_KAFKA_PASSWORD"):
+        assert f"${{{secret}}}" not in text, f"every use of {secret} has its local default"
+
+
+def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        for port in spec.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
 # === TESTS: DOCKER COMPOSE ITSELF ===

@@ -4,7 +4,7 @@ FILE: conftest.py
 PATH: /tests/e2e/conftest.py
 DESCRIPTION: End-to-end fixtures: the real lkern up in a temporary folder on free ports
 VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+UPDATED: 2026-12-02 03:05:00
 ================================================================
 """
 
@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from lkern_devstack.broker import free_port
+from lkern_devstack.dev_keys import dev_auth
 
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +50,14 @@ class RunningStack:
 
     def text(self) -> str:
         return "\n".join(self.output)
+
+    def token(self, **options: Any) -> str:
+        """An access token of this stack's development issuer (every scope unless ``scopes``)."""
+        return dev_auth(self.data_dir).mint(subject="e2e", **options)
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        """An HTTP client that sends an all-scopes token of this stack."""
+        return httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {self.token()}"})
 
     def descendants(self) -> list[psutil.Process]:
         """Every process of the stack: children of lkern and the servers it daemonised."""

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -110,7 +109,7 @@ def contacts_process(stack: RunningStack) -> psutil.Process:
 # === TESTS ===
 def test_contact_events_reach_orders_and_validation_guards_new_orders(stack: RunningStack) -> None:
     contacts, orders = stack.url("contacts"), stack.url("orders")
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         # A new contact appears in orders' read model.
         created = client.post(
             f"{contacts}/api/v1/contacts/", json={"name": "Flow Ltd", "email": "flow@example.com"}
@@ -176,7 +175,7 @@ def test_contact_events_reach_orders_and_validation_guards_new_orders(stack: Run
 
 def test_contacts_unreachable_is_503_and_recovers(stack: RunningStack) -> None:
     contacts, orders = stack.url("contacts"), stack.url("orders")
-    with httpx.Client(timeout=30.0) as client:
+    with stack.client(timeout=30.0) as client:
         contact_id = client.post(
             f"{contacts}/api/v1/contacts/", json={"name": "Paused", "email": "paused@example.com"}
         ).json()["id"]

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_until_ready
+from tests.e2e.conftest import LKERN, RunningStack, start_stack, stop_stack, wait_until_ready
 
 # === CONSTANTS ===
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -60,7 +60,7 @@ def render_dom(url: str) -> str:
 
 # === TESTS ===
 def test_contact_and_order_through_rest(stack: RunningStack) -> None:
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client() as client:
         contact = client.post(
             f"{stack.url('contacts')}/api/v1/contacts/",
             json={"name": "E2E Customer", "email": "e2e@example.com"},
@@ -97,12 +97,31 @@ def test_contact_and_order_through_rest(stack: RunningStack) -> None:
         assert name == "E2E Renamed"
 
 
+def test_the_api_needs_a_token_and_lkern_token_prints_one(stack: RunningStack) -> None:
+    assert "lkern token" in stack.text()  # lkern up says how to get one
+    url = f"{stack.url('contacts')}/api/v1/contacts/"
+    assert httpx.get(url, timeout=10).status_code == 401
+    printed = subprocess.run(
+        [str(LKERN), "token", "--data-dir", str(stack.data_dir), "--scope", "contacts:read"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {printed}"}
+    assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    refused = httpx.post(url, headers=headers, json={"name": "N", "email": "n@example.com"})
+    assert refused.status_code == 403
+
+
 @pytest.mark.parametrize("service", ["contacts", "orders"])
 def test_docs_render_in_a_browser_without_internet(stack: RunningStack, service: str) -> None:
     dom = render_dom(f"{stack.url(service)}/docs")
     assert "swagger-ui" in dom
     assert "opblock-summary-path" in dom, dom[:2000]
     assert f"/api/v1/{service}/" in dom
+    # The bearer scheme of the OpenAPI document: Swagger UI shows its Authorize button.
+    assert "btn authorize" in dom
     assert "Failed to load API definition" not in dom
 
 
@@ -149,7 +168,7 @@ def test_a_second_up_reuses_the_data() -> None:
     first = start_stack()
     try:
         wait_until_ready(first)
-        with httpx.Client(timeout=10.0) as client:
+        with first.client() as client:
             created = client.post(
                 f"{first.url('contacts')}/api/v1/contacts/",
                 json={"name": "Kept", "email": "kept@example.com"},
@@ -160,7 +179,7 @@ def test_a_second_up_reuses_the_data() -> None:
         second = start_stack(data_dir=first.data_dir)
         try:
             wait_until_ready(second)
-            with httpx.Client(timeout=10.0) as client:
+            with second.client() as client:
                 found = client.get(
                     f"{second.url('contacts')}/api/v1/contacts/", params={"q": "kept@"}
                 )

@@ -19,7 +19,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-import httpx
 import psutil
 import pytest
 
@@ -63,7 +62,7 @@ def test_every_worker_serves_grpc_on_the_shared_port(two_workers: RunningStack) 
 
 def test_rest_grpc_validation_and_events_with_two_workers(two_workers: RunningStack) -> None:
     contacts, orders = two_workers.url("contacts"), two_workers.url("orders")
-    with httpx.Client(timeout=10.0) as client:
+    with two_workers.client() as client:
         created = [
             client.post(
                 f"{contacts}/api/v1/contacts/",

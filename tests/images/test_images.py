@@ -3,8 +3,8 @@
 FILE: test_images.py
 PATH: /tests/images/test_images.py
 DESCRIPTION: Both images built with podman, run hardened: migrate, /ready, REST, gRPC, health, stop
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:20:00
 ================================================================
 
 The images are built from the real Dockerfiles (images_support), then the compose stack is
@@ -14,8 +14,11 @@ no-new-privileges) and the image's own user.
 
 What differs from the compose stack, and only that (HOST_OVERRIDES): the containers use the
 host's network, the tests' PostgreSQL instead of lkms501-postgres, the local broker (Tansu)
-instead of Apache Kafka (so no idempotent producer and a short fetch wait), free ports instead
-of 4101/5101/4102/5102.
+instead of Apache Kafka (so no idempotent producer, a short fetch wait and PLAINTEXT instead of
+SASL), free ports instead of 4101/5101/4102/5102, a JWKS served by the test (JwksServer) as the
+identity provider's AUTH_JWKS_URL (tokens of the compose file's AUTH_ISSUER), and the
+certificates and keys compose mounts at /run/lkern/pki: a development PKI made for the test
+(lkern_devstack.testing.make_dev_pki).
 """
 
 # === IMPORTS ===
@@ -37,6 +40,7 @@ from images_support import (
 )
 
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.testing import JwksServer, TestTokens, make_dev_pki
 
 # === CONSTANTS ===
 HEALTHY_WITHIN_S = 90.0  # compose: start_period 30 s + 5 retries x 10 s
@@ -48,9 +52,11 @@ HOST_OVERRIDES = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_ENABLE_IDEMPOTENCE",
     "KAFKA_FETCH_MAX_WAIT_MS",
+    "KAFKA_SECURITY_PROTOCOL",  # the local broker has no SASL users
     "HTTP_PORT",
     "GRPC_PORT",
     "CONTACTS_GRPC_TARGET",
+    "AUTH_JWKS_URL",
 }
 # Run inside a container: what the image holds and how its service process (PID 1) runs.
 LOOK_INSIDE = """
@@ -112,11 +118,16 @@ def migrate(
 
 
 def service_spec(
-    image: str, compose: dict[str, Any], service: str, overrides: dict[str, str]
+    image: str,
+    compose: dict[str, Any],
+    service: str,
+    overrides: dict[str, str],
+    files: dict[str, Path],
 ) -> ContainerSpec:
     assert set(overrides) <= HOST_OVERRIDES
     env = {**service_environment(compose, service), **overrides}
-    return ContainerSpec(image=image, flags=hardening_flags(compose["services"][service]), env=env)
+    flags = hardening_flags(compose["services"][service])
+    return ContainerSpec(image=image, flags=flags, env=env, files=files)
 
 
 # === TESTS ===
@@ -188,6 +199,12 @@ def test_the_stack_runs_from_the_images(
 ) -> None:
     containers: dict[str, Container] = {}
     ports: dict[str, dict[str, int]] = {}
+    # The identity provider: tokens of the compose file's issuer, its JWKS served over HTTP.
+    issuer = service_environment(compose, "lkms101-contacts")["AUTH_ISSUER"]
+    tokens = TestTokens(tmp_path, issuer=issuer)
+    jwks = JwksServer(tokens.keys).__enter__()
+    # What compose mounts from LKERN_PKI_DIR: gRPC certificates and event signing keys.
+    pki = {"/run/lkern/pki": make_dev_pki(tmp_path / "pki").directory}
     try:
         for service in SERVICES:
             ports[service] = {"http": free_port(), "grpc": free_port()}
@@ -196,8 +213,10 @@ def test_the_stack_runs_from_the_images(
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                 "KAFKA_ENABLE_IDEMPOTENCE": "false",
                 "KAFKA_FETCH_MAX_WAIT_MS": "100",
+                "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
                 "HTTP_PORT": str(ports[service]["http"]),
                 "GRPC_PORT": str(ports[service]["grpc"]),
+                "AUTH_JWKS_URL": jwks.url,
             }
             if service == "lkms102-orders":
                 grpc = ports["lkms101-contacts"]["grpc"]
@@ -206,15 +225,16 @@ def test_the_stack_runs_from_the_images(
             # 1. The migrate job; 2. the service, healthy (its image's own HEALTHCHECK, run by
             # podman) before the next one starts, as compose's depends_on conditions.
             migrate(podman, images[service], compose, service, databases[service])
-            spec = service_spec(images[service], compose, service, overrides)
+            spec = service_spec(images[service], compose, service, overrides, pki)
             containers[service] = start_container(podman, service, spec)
             containers[service].wait_healthy(HEALTHY_WITHIN_S)
 
         http = {service: f"http://127.0.0.1:{ports[service]['http']}" for service in SERVICES}
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=tokens.bearer()) as client:
             for service in SERVICES:
                 ready = client.get(f"{http[service]}/ready")
                 assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+            assert httpx.get(f"{http['lkms101-contacts']}/api/v1/contacts/").status_code == 401
             created = client.post(
                 f"{http['lkms101-contacts']}/api/v1/contacts/",
                 json={"name": "Image Test", "email": "image.test@example.com"},
@@ -257,6 +277,7 @@ def test_the_stack_runs_from_the_images(
     finally:
         for container in containers.values():
             container.remove()
+        jwks.__exit__()
 
 
 def test_healthcheck_fails_while_nothing_answers(podman: Podman, images: dict[str, str]) -> None:

@@ -2,9 +2,9 @@
 ================================================================
 FILE: conftest.py
 PATH: /libs/lkern-common/tests/conftest.py
-DESCRIPTION: Fixtures shared by the library's tests: one local Kafka-protocol broker per session
-VERSION: v1.0.0
-UPDATED: 2026-11-26 14:00:00
+DESCRIPTION: Fixtures shared by the library's tests: a local Kafka-protocol broker, a dev PKI
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import shared_dev_pki
 
 
 # === BROKER ===
@@ -26,3 +28,10 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
     log_file = tmp_path_factory.mktemp("kafka") / "tansu.log"
     with LocalBroker(port=free_port(), log_file=log_file) as broker:
         yield broker
+
+
+# === DEVELOPMENT PKI ===
+@pytest.fixture(scope="session")
+def dev_pki() -> DevPki:
+    """A CA with the services' certificates and event keys (as `lkern up` makes them)."""
+    return shared_dev_pki()

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lkern_common.database import NAMING_CONVENTION, Base, Database
+from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
 from lkern_common.kafka.consumer import (
     DeadLetterReason,
     EventHandler,
@@ -55,7 +56,7 @@ from lkern_common.kafka.inbox import (
 from lkern_common.request_context import request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.broker import LocalBroker, free_port
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TEST_CLIENT, TestDatabase, shared_dev_pki
 
 # === CONSTANTS ===
 LIB_DIR = Path(__file__).resolve().parents[1]
@@ -98,8 +99,13 @@ def database_url() -> Iterator[str]:
 
 
 # === HELPERS ===
+# The tests' events are published (and signed) by TEST_CLIENT, whose keys the consumers trust.
+PUBLISHER = TEST_CLIENT
+
+
 def make_settings(broker: LocalBroker, database_url: str, **overrides: Any) -> ServiceSettings:
     settings = ServiceSettings(
+        **shared_dev_pki().event_settings(PUBLISHER, trusted=[PUBLISHER]),
         service_name="lkern-common-tests",
         environment="test",
         database_url=database_url,
@@ -126,6 +132,12 @@ def make_event(event_type: str = "ContactCreated", event_id: uuid.UUID | None = 
             "contact_id": 1,
         }
     )
+
+
+def signed(value: bytes | None, signer: EventSigner | None = None) -> list[tuple[str, bytes]]:
+    """The signature header of ``value``, as the outbox relay of PUBLISHER adds it."""
+    key = signer or EventSigner.from_file(shared_dev_pki().event_key_file(PUBLISHER))
+    return [(SIGNATURE_HEADER, key.sign(value or b""))]
 
 
 def event_id_of(value: bytes) -> uuid.UUID:
@@ -168,6 +180,7 @@ class Harness:
             group_id=self.group,
             handlers=handlers if handlers is not None else {"ContactCreated": self.record},
             dead_letter_topic=self.dlq,
+            publishers={self.topic: PUBLISHER},
             **options,
         )
         self.consumers.append(consumer)
@@ -191,11 +204,15 @@ class Harness:
         value: bytes | None,
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+        *,
+        sign: bool = True,
     ) -> None:
+        """Publish one message, signed by PUBLISHER unless ``sign`` is false."""
+        all_headers = [*(headers or []), *(signed(value) if sign else [])]
         producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+            await producer.send_and_wait(self.topic, value=value, key=key, headers=all_headers)
         finally:
             await producer.stop()
 
@@ -541,6 +558,52 @@ async def test_invalid_messages_are_dead_lettered_at_once(harness: Harness) -> N
     await eventually(lambda: _equals(harness.committed(), len(invalid) + 1), "all committed")
 
 
+async def test_unsigned_and_forged_messages_are_dead_lettered_as_bad_signature(
+    harness: Harness, dev_pki: Any
+) -> None:
+    unsigned, foreign, tampered, good = make_event(), make_event(), make_event(), make_event()
+    stranger = EventSigner.from_file(dev_pki.event_key_file("lkms102-orders"))
+    await harness.produce(unsigned, sign=False)
+    await harness.produce(foreign, headers=signed(foreign, stranger), sign=False)
+    await harness.produce(tampered, headers=signed(good), sign=False)  # another value's
+    await harness.produce(b"{not even json", headers=[(SIGNATURE_HEADER, b"x.y.z")], sign=False)
+    await harness.produce(good)
+    consumer = harness.consumer()
+    await consumer.start()
+
+    async def all_handled() -> bool:
+        return consumer.status.dead_lettered == 4 and consumer.status.processed == 1
+
+    await eventually(all_handled, "the bad messages are dead-lettered and the signed one applied")
+    assert [row.event_id for row in await harness.applied()] == [event_id_of(good)]
+    assert harness.attempts == {event_id_of(good): 1}  # no handler ran for the others
+    dead = await harness.dead_letters(expected=4)
+    assert [headers_of(record)["x-dlq-reason"] for record in dead] == ["bad-signature"] * 4
+    assert [headers_of(record)["x-dlq-error"] for record in dead] == [
+        "the event is not signed",
+        f"unknown key {stranger.key_id!r} for {PUBLISHER}",
+        "invalid signature",
+        "invalid signature",
+    ]
+
+
+def test_a_consumer_needs_the_publisher_and_its_keys_for_every_topic(
+    harness: Harness,
+) -> None:
+    options: dict[str, Any] = {
+        "topics": ["a.topic"],
+        "group_id": "g",
+        "handlers": {"ContactCreated": harness.record},
+        "dead_letter_topic": "a.dlq",
+    }
+    with pytest.raises(ValueError, match="No publisher given for topic"):
+        IdempotentConsumer(harness.settings, harness.db, publishers={}, **options)
+    with pytest.raises(ValueError, match="EVENT_TRUSTED_JWKS has no public keys of someone"):
+        IdempotentConsumer(
+            harness.settings, harness.db, publishers={"a.topic": "someone"}, **options
+        )
+
+
 async def test_offset_not_committed_when_stopped_mid_retry(harness: Harness) -> None:
     async def failing(session: AsyncSession, event: dict[str, Any]) -> None:
         await harness.record(session, event)
@@ -656,6 +719,7 @@ async def test_database_outage_is_waited_out_without_dead_letter(harness: Harnes
             group_id=harness.group,
             handlers={"ContactCreated": harness.record},
             dead_letter_topic=harness.dlq,
+            publishers={harness.topic: PUBLISHER},
         )
         harness.consumers.append(consumer)
         first, second = make_event(), make_event()
@@ -715,7 +779,7 @@ async def test_consumer_started_before_the_broker_connects_when_it_comes(
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(harness.topic, value)
+            await producer.send_and_wait(harness.topic, value, headers=signed(value))
         finally:
             await producer.stop()
 
@@ -799,6 +863,7 @@ async def test_consumer_creates_its_topics_with_the_configured_partitions(
         group_id=f"g-{suffix}",
         handlers={"ContactCreated": ignore},
         dead_letter_topic=dlq,
+        publishers={topic: PUBLISHER},
     )
     await consumer.start()
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
@@ -824,7 +889,7 @@ async def _produce_all(harness: Harness, values: list[bytes]) -> None:
     await producer.start()
     try:
         for value in values:
-            await producer.send(harness.topic, value=value, key=b"1")
+            await producer.send(harness.topic, value=value, key=b"1", headers=signed(value))
         await producer.flush()
     finally:
         await producer.stop()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from lkern_common.events import build_event, format_timestamp
-from lkern_common.request_context import request_id_var
+from lkern_common.request_context import request_id_var, subject_var
 
 
 # === TESTS ===
@@ -43,6 +43,7 @@ def test_envelope_fields_and_headers() -> None:
         "event_version": 1,
         "occurred_at": "2026-11-26T10:30:00.123456Z",
         "source": "lkms999-things",
+        "actor": None,
     }
     assert event.headers == {
         "ce_id": str(event_id),
@@ -53,6 +54,22 @@ def test_envelope_fields_and_headers() -> None:
         "content-type": "application/json",
         "x-request-id": "req-1",
     }
+
+
+def test_actor_is_the_subject_of_the_request_or_given() -> None:
+    def actor(**given: str) -> object:
+        data = build_event(topic="t", key=None, event_type="E", source="s", data={}, **given)
+        return data.payload["actor"]
+
+    assert actor() is None
+    token = subject_var.set("alice")
+    try:
+        assert actor() == "alice"
+        assert actor(actor="lkms102-orders") == "lkms102-orders"
+    finally:
+        subject_var.reset(token)
+    with pytest.raises(ValueError, match="actor"):
+        build_event(topic="t", key=None, event_type="E", source="s", data={"actor": "x"})
 
 
 def test_request_id_comes_from_the_context_and_is_absent_outside_a_request() -> None:

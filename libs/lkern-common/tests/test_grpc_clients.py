@@ -33,6 +33,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from lkern_common.grpc_auth import requires_scope
 from lkern_common.grpc_clients.contacts import (
     CONTACTS_SERVICE_NAME,
     AsyncContactsClient,
@@ -46,11 +47,15 @@ from lkern_common.grpc_clients.contacts import (
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_server import GrpcServer
 from lkern_common.request_context import request_id_var
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import tls_channel
 
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVER = "lkms101-contacts"
+CALLER = "lkms102-orders"
 
 
 # === FAKE SERVICER ===
@@ -85,6 +90,7 @@ class FakeContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         if self.fail_with is not None:
             raise self.fail_with
 
+    @requires_scope("contacts:read")
     async def GetContact(self, request: Any, context: Any) -> contacts_pb2.GetContactResponse:
         await self._before(context)
         contact = self.contacts.get(request.id)
@@ -94,6 +100,7 @@ class FakeContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
             )
         return contacts_pb2.GetContactResponse(contact=contact)
 
+    @requires_scope("contacts:read")
     async def GetContactsByIds(
         self, request: Any, context: Any
     ) -> contacts_pb2.GetContactsByIdsResponse:
@@ -101,6 +108,7 @@ class FakeContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         found = [self.contacts[i] for i in request.ids if i in self.contacts]
         return contacts_pb2.GetContactsByIdsResponse(contacts=found)
 
+    @requires_scope("contacts:read")
     async def ValidateContact(
         self, request: Any, context: Any
     ) -> contacts_pb2.ValidateContactResponse:
@@ -123,10 +131,12 @@ class Env:
     server: GrpcServer
     servicer: FakeContactsServicer
     target: str
+    pki: DevPki
     clients: list[AsyncContactsClient] = field(default_factory=list)
 
     def settings(self, **overrides: Any) -> ContactsClientSettings:
         values: dict[str, Any] = {
+            **tls_settings(self.pki),
             "target": self.target,
             "timeout_seconds": 2.0,
             "initial_backoff_seconds": 0.01,
@@ -141,15 +151,31 @@ class Env:
         return client
 
 
+def tls_settings(pki: DevPki, identity: str = CALLER) -> dict[str, Any]:
+    """ContactsClientSettings fields: the CA and ``identity``'s client certificate."""
+    files = pki.tls_files(identity)
+    return {"tls_ca": files.ca, "tls_cert": files.cert, "tls_key": files.key}
+
+
+def make_server(pki: DevPki, **options: Any) -> GrpcServer:
+    """A contacts-like server on mutual TLS that grants the caller contacts:read."""
+    return GrpcServer(
+        tls=pki.tls_files(SERVER),
+        client_scopes={CALLER: ["contacts:read"]},
+        host="127.0.0.1",
+        **options,
+    )
+
+
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
+async def env(dev_pki: DevPki) -> AsyncIterator[Env]:
     servicer = FakeContactsServicer()
-    server = GrpcServer(host="127.0.0.1", port=0, grace_seconds=0)
+    server = make_server(dev_pki, port=0, grace_seconds=0)
     server.add_servicer(
         contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer, CONTACTS_SERVICE_NAME
     )
     port = await server.start()
-    environment = Env(server=server, servicer=servicer, target=f"127.0.0.1:{port}")
+    environment = Env(server=server, servicer=servicer, target=f"127.0.0.1:{port}", pki=dev_pki)
     yield environment
     for client in environment.clients:
         await client.close()
@@ -163,17 +189,17 @@ def _free_port() -> int:
         return port
 
 
-async def _health(target: str, service: str = "") -> int:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def _health(pki: DevPki, target: str, service: str = "") -> int:
+    async with tls_channel(pki, target, CALLER) as channel:
         response = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=2
         )
         return int(response.status)
 
 
-async def _wait_health(target: str, expected: int, service: str = "") -> None:
+async def _wait_health(pki: DevPki, target: str, expected: int, service: str = "") -> None:
     for _ in range(100):
-        if await _health(target, service) == expected:
+        if await _health(pki, target, service) == expected:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"health of {service!r} never became {expected}")
@@ -223,22 +249,30 @@ async def test_sync_client_standard_behaviour(env: Env) -> None:
     assert (valid, inactive, unknown) == (True, False, False)
 
 
-async def test_sync_client_target_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sync_client_target_from_environment(
+    monkeypatch: pytest.MonkeyPatch, dev_pki: DevPki
+) -> None:
+    for name, value in tls_settings(dev_pki).items():
+        monkeypatch.setenv(f"GRPC_{name.upper()}", str(value))
     monkeypatch.setenv("CONTACTS_GRPC_TARGET", "lkms101-contacts:5101")
     monkeypatch.setenv("CONTACTS_GRPC_TIMEOUT_SECONDS", "0.5")
     client = ContactsClient()
     try:
         assert client.host == "lkms101-contacts:5101"
         assert client.settings.timeout_seconds == 0.5
+        assert client.settings.tls_cert == dev_pki.cert_file(CALLER)
     finally:
         client.close()
     monkeypatch.delenv("CONTACTS_GRPC_TARGET")
     assert ContactsClientSettings().target == "localhost:5101"
 
 
-async def test_sync_client_unreachable_reads_as_none() -> None:
+async def test_sync_client_unreachable_reads_as_none(dev_pki: DevPki) -> None:
     settings = ContactsClientSettings(
-        target=f"127.0.0.1:{_free_port()}", timeout_seconds=1.0, initial_backoff_seconds=0.01
+        **tls_settings(dev_pki),
+        target=f"127.0.0.1:{_free_port()}",
+        timeout_seconds=1.0,
+        initial_backoff_seconds=0.01,
     )
 
     def scenario() -> tuple[Any, bool]:
@@ -280,9 +314,12 @@ async def test_no_retry_policy_with_one_attempt() -> None:
     assert policy["maxAttempts"] == 3
 
 
-async def test_unreachable_service_raises_unavailable() -> None:
+async def test_unreachable_service_raises_unavailable(dev_pki: DevPki) -> None:
     settings = ContactsClientSettings(
-        target=f"127.0.0.1:{_free_port()}", timeout_seconds=1.0, initial_backoff_seconds=0.01
+        **tls_settings(dev_pki),
+        target=f"127.0.0.1:{_free_port()}",
+        timeout_seconds=1.0,
+        initial_backoff_seconds=0.01,
     )
     async with AsyncContactsClient(settings=settings) as client:
         with pytest.raises(ContactsUnavailableError) as caught:
@@ -335,13 +372,13 @@ async def test_unhandled_exception_becomes_internal(
 
 
 async def test_health_serving_switch(env: Env) -> None:
-    assert await _health(env.target) == SERVING
-    assert await _health(env.target, CONTACTS_SERVICE_NAME) == SERVING
+    assert await _health(env.pki, env.target) == SERVING
+    assert await _health(env.pki, env.target, CONTACTS_SERVICE_NAME) == SERVING
     await env.server.set_serving(False)
-    assert await _health(env.target) == NOT_SERVING
-    assert await _health(env.target, CONTACTS_SERVICE_NAME) == NOT_SERVING
+    assert await _health(env.pki, env.target) == NOT_SERVING
+    assert await _health(env.pki, env.target, CONTACTS_SERVICE_NAME) == NOT_SERVING
     await env.server.set_serving(True)
-    assert await _health(env.target, CONTACTS_SERVICE_NAME) == SERVING
+    assert await _health(env.pki, env.target, CONTACTS_SERVICE_NAME) == SERVING
 
 
 async def test_health_watch_follows_the_check(env: Env) -> None:
@@ -353,19 +390,19 @@ async def test_health_watch_follows_the_check(env: Env) -> None:
         return bool(state["ok"])
 
     task = env.server.health_watch(database_answers, interval=0.02)
-    await _wait_health(env.target, SERVING, CONTACTS_SERVICE_NAME)
+    await _wait_health(env.pki, env.target, SERVING, CONTACTS_SERVICE_NAME)
     state["ok"] = False
-    await _wait_health(env.target, NOT_SERVING, CONTACTS_SERVICE_NAME)
+    await _wait_health(env.pki, env.target, NOT_SERVING, CONTACTS_SERVICE_NAME)
     state["ok"] = True
-    await _wait_health(env.target, SERVING)
+    await _wait_health(env.pki, env.target, SERVING)
     state["ok"] = ConnectionRefusedError("db down")
-    await _wait_health(env.target, NOT_SERVING)
+    await _wait_health(env.pki, env.target, NOT_SERVING)
     await env.server.stop(0)
     assert task.cancelled()
 
 
 async def test_reflection_lists_contacts_service(env: Env) -> None:
-    async with grpc.aio.insecure_channel(env.target) as channel:
+    async with tls_channel(env.pki, env.target, CALLER) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         requests = [
             reflection_pb2.ServerReflectionRequest(list_services=""),
@@ -392,7 +429,7 @@ async def test_graceful_stop_finishes_in_flight_and_refuses_new(env: Env) -> Non
 
 
 async def test_port_clash_fails_loudly(env: Env) -> None:
-    other = GrpcServer(host="127.0.0.1", port=env.server.port)
+    other = make_server(env.pki, port=env.server.port)
     with pytest.raises(RuntimeError):
         await other.start()
 

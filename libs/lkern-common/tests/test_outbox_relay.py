@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lkern_common.database import NAMING_CONVENTION, Base, Database
+from lkern_common.event_signing import SIGNATURE_HEADER, EventSigningError, EventVerifier
 from lkern_common.events import build_event
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import (
@@ -49,7 +50,13 @@ from lkern_common.outbox.relay import asyncpg_dsn
 from lkern_common.request_context import request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.broker import LocalBroker, free_port
-from lkern_devstack.testing import CollectedEvent, EventCollector, TestDatabase
+from lkern_devstack.testing import (
+    TEST_CLIENT,
+    CollectedEvent,
+    EventCollector,
+    TestDatabase,
+    shared_dev_pki,
+)
 
 # === CONSTANTS ===
 LIB_DIR = Path(__file__).resolve().parents[1]
@@ -103,6 +110,7 @@ def make_settings(
 ) -> ServiceSettings:
     """Relay settings for tests: NOTIFY or nothing (no poll within a test), quick retries."""
     settings = ServiceSettings(
+        **shared_dev_pki().event_settings(TEST_CLIENT),  # the relay signs as TEST_CLIENT
         service_name="lkern-common-tests",
         environment="test",
         database_url=database_url,
@@ -237,12 +245,22 @@ async def test_relay_publishes_in_order_in_batches_and_marks_rows_sent(
         assert len({event.partition for event in of_key}) == 1
     assert got[0].headers["x-request-id"] == "req-outbox-test"
     assert got[0].headers["ce_id"] == got[0].event_id
+    # Every message is signed by the relay's key, over the exact value bytes.
+    verifier = EventVerifier({TEST_CLIENT: shared_dev_pki().event_jwks_file(TEST_CLIENT)})
+    for event in got:
+        verifier.verify(TEST_CLIENT, event.raw, event.headers[SIGNATURE_HEADER].encode())
     assert await unsent(db) == 0
     async with db.transaction() as session:
         sent = await session.scalar(
             sa.select(sa.func.count()).where(OutboxEvent.sent_at.is_not(None))
         )
     assert sent == 120
+
+
+def test_a_relay_without_a_signing_key_does_not_start(database_url: str, db: Database) -> None:
+    unsigned = make_settings(None, database_url, event_signing_key_file=None)
+    with pytest.raises(EventSigningError, match="EVENT_SIGNING_KEY_FILE must be set"):
+        OutboxRelay(unsigned, db, topics=[new_topic()])
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(

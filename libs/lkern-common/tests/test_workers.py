@@ -3,8 +3,8 @@
 FILE: test_workers.py
 PATH: /libs/lkern-common/tests/test_workers.py
 DESCRIPTION: Several HTTP workers: gRPC servers sharing a port on purpose, the port check at start
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:05:00
 ================================================================
 """
 
@@ -13,34 +13,45 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lkern_common.grpc_server import GrpcServer
 from lkern_common.web.serve import check_port_free
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import TEST_CLIENT, shared_dev_pki, tls_channel
+
+# === CONSTANTS ===
+SERVICE = "lkms101-contacts"
 
 
 # === HELPERS ===
+def worker(pki: DevPki, port: int, *, reuse_port: bool = True) -> GrpcServer:
+    """One worker's gRPC server (mutual TLS, as every worker runs it)."""
+    return GrpcServer(
+        tls=pki.tls_files(SERVICE), host="127.0.0.1", port=port, reuse_port=reuse_port
+    )
+
+
 async def serving(port: int) -> bool:
-    """A new channel's health check answers SERVING."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    """A new channel's health check answers SERVING (over mutual TLS)."""
+    async with tls_channel(shared_dev_pki(), f"127.0.0.1:{port}", TEST_CLIENT) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs' types know no aio
         answer = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @pytest.fixture
-async def first_worker() -> AsyncIterator[GrpcServer]:
-    server = GrpcServer(host="127.0.0.1", port=0, reuse_port=True)
+async def first_worker(dev_pki: DevPki) -> AsyncIterator[GrpcServer]:
+    server = worker(dev_pki, 0)
     await server.start()
     yield server
     await server.stop(0)
 
 
 # === TESTS ===
-async def test_workers_share_the_grpc_port(first_worker: GrpcServer) -> None:
-    second = GrpcServer(host="127.0.0.1", port=first_worker.port, reuse_port=True)
+async def test_workers_share_the_grpc_port(first_worker: GrpcServer, dev_pki: DevPki) -> None:
+    second = worker(dev_pki, first_worker.port)
     assert await second.start() == first_worker.port
     try:
         assert await serving(first_worker.port)
@@ -50,8 +61,10 @@ async def test_workers_share_the_grpc_port(first_worker: GrpcServer) -> None:
         await second.stop(0)
 
 
-async def test_a_server_without_reuse_port_cannot_join(first_worker: GrpcServer) -> None:
-    stranger = GrpcServer(host="127.0.0.1", port=first_worker.port)
+async def test_a_server_without_reuse_port_cannot_join(
+    first_worker: GrpcServer, dev_pki: DevPki
+) -> None:
+    stranger = worker(dev_pki, first_worker.port, reuse_port=False)
     with pytest.raises(RuntimeError):
         await stranger.start()
 

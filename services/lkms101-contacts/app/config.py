@@ -3,26 +3,54 @@
 FILE: config.py
 PATH: /services/lkms101-contacts/app/config.py
 DESCRIPTION: Configuration of the contacts service (environment variables, local defaults)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:50:00
 ================================================================
 """
 
 # === IMPORTS ===
 from functools import lru_cache
+from pathlib import Path
 
-from lkern_common.settings import LOCAL_POSTGRES_PORT, ServiceSettings
+from pydantic import Field
+
+from lkern_common.settings import LOCAL_PKI_DIR, LOCAL_POSTGRES_PORT, ServiceSettings
+
+# === CONSTANTS ===
+SERVICE_NAME = "lkms101-contacts"
 
 
 # === SETTINGS ===
 class Settings(ServiceSettings):
     """Contacts service settings; every field is an environment variable (see .env.example)."""
 
-    service_name: str = "lkms101-contacts"
+    service_name: str = SERVICE_NAME
     http_port: int = 4101
     grpc_port: int = 5101
     database_url: str = (
         f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/lkms101_contacts"
+    )
+
+    # --- gRPC mutual TLS and who may call (the local stack's certificates by default) ---
+    grpc_tls_cert: Path | None = Field(
+        default=LOCAL_PKI_DIR / f"{SERVICE_NAME}.crt",
+        description="PEM certificate of this service: its gRPC server certificate and its "
+        "client certificate (SAN = the service name, its identity)",
+    )
+    grpc_tls_key: Path | None = Field(
+        default=LOCAL_PKI_DIR / f"{SERVICE_NAME}.key",
+        description="PEM private key of GRPC_TLS_CERT",
+    )
+    grpc_client_scopes: dict[str, list[str]] = Field(
+        default_factory=lambda: {"lkms102-orders": ["contacts:read"]},
+        description="Scopes each calling service (the service name in its client "
+        'certificate) has on this gRPC server, JSON: {"lkms102-orders": ["contacts:read"]}',
+    )
+
+    # --- event signatures: contacts signs every event it publishes ---
+    event_signing_key_file: Path | None = Field(
+        default=LOCAL_PKI_DIR / "events" / f"{SERVICE_NAME}.jwk.json",
+        description="Private JWK (JSON, with its kid) this service signs its events with",
     )
 
 

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.outbox_relay = relay
             add_readiness_check(app, "outbox", relay.readiness_check())
 
-            grpc_server = await start_grpc_server(settings, db)
+            grpc_server = await start_grpc_server(settings, db, app.state.token_verifier)
             stack.push_async_callback(grpc_server.stop)
             app.state.grpc_server = grpc_server
 

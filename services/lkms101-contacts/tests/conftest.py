@@ -2,9 +2,9 @@
 ================================================================
 FILE: conftest.py
 PATH: /services/lkms101-contacts/tests/conftest.py
-DESCRIPTION: pytest fixtures: a migrated test database, the app with its lifespan, an HTTP client
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: pytest fixtures: test database, dev PKI, the app (lifespan), HTTP clients, tokens
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 """
 
@@ -21,11 +21,38 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.database import Database
 from app.main import create_app
+from lkern_common.grpc_clients.contacts import ContactsClientSettings
 from lkern_devstack.broker import LocalBroker
-from lkern_devstack.testing import TestDatabase, running_broker
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import TestDatabase, TestTokens, make_dev_pki, running_broker
 
 # === CONSTANTS ===
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+SERVICE = "lkms101-contacts"
+ORDERS = "lkms102-orders"  # the caller GRPC_CLIENT_SCOPES allows by default
+# The test run's token issuer: the app trusts its JWKS, `client` sends its all-scopes token.
+TOKENS = TestTokens.temporary()
+
+
+# === TOKENS ===
+@pytest.fixture(scope="session")
+def tokens() -> TestTokens:
+    """Mints access tokens the app accepts: ``tokens.bearer(CONTACTS_READ, subject="bob")``."""
+    return TOKENS
+
+
+# === DEVELOPMENT PKI ===
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    """A CA, the services' certificates and event keys for this run (as `lkern up` makes)."""
+    return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def orders_client_settings(dev_pki: DevPki) -> ContactsClientSettings:
+    """Contacts client settings of the orders service (its client certificate)."""
+    files = dev_pki.tls_files(ORDERS)
+    return ContactsClientSettings(tls_ca=files.ca, tls_cert=files.cert, tls_key=files.key)
 
 
 # === DATABASE ===
@@ -47,8 +74,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 
 
 @pytest.fixture(scope="session")
-def settings(test_database: TestDatabase, kafka_broker: LocalBroker) -> Settings:
+def settings(test_database: TestDatabase, kafka_broker: LocalBroker, dev_pki: DevPki) -> Settings:
     return Settings(
+        **dev_pki.grpc_tls_settings(SERVICE),
+        **dev_pki.event_settings(SERVICE),
+        **TOKENS.settings(),
         database_url=test_database.url,
         environment="test",
         grpc_port=0,
@@ -96,6 +126,17 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends an all-scopes bearer token (subject "test-user")."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=TOKENS.bearer()
+    ) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no token."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
         yield http_client

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import TOKENS
+
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
 
@@ -284,7 +286,9 @@ async def test_ready_is_503_when_the_database_does_not_answer(settings: Any) -> 
     app = create_app(unreachable)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=TOKENS.bearer()
+        ) as client:
             ready = await client.get("/ready")
             assert ready.status_code == 503
             assert ready.json()["checks"]["database"]["ok"] is False

@@ -25,6 +25,7 @@ from app.main import create_app
 from lkern_common.idempotency import IdempotencyKey
 from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.testing import wait_for_lock_waiters
+from tests.conftest import TOKENS
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -81,7 +82,9 @@ async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     application = create_app(strict)
     async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=TOKENS.bearer()
+        ) as client:
             yield client
 
 
@@ -325,7 +328,7 @@ async def test_keys_are_scoped_to_the_route(client: httpx.AsyncClient, db: Datab
         await session.execute(
             text(
                 "INSERT INTO idempotency_keys (caller, route, key, fingerprint, status_code, "
-                "headers, body, expires_at) VALUES ('anonymous', 'POST /api/v1/other/', 'k-1', "
+                "headers, body, expires_at) VALUES ('test-user', 'POST /api/v1/other/', 'k-1', "
                 "'x', 201, '{}', '\\x7b7d', now() + interval '1 hour')"
             )
         )
@@ -394,3 +397,15 @@ async def test_openapi_declares_the_headers_and_answers(client: httpx.AsyncClien
     create_op = paths["/api/v1/contacts/"]["post"]
     assert "idempotency-key" in headers_of(create_op)
     assert {"201", "409", "422"} <= set(create_op["responses"])
+
+
+async def test_keys_are_scoped_to_the_caller(app: Any, db: Database) -> None:
+    body = new_body()
+    key = {"Idempotency-Key": "same-key-two-callers"}
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        first = await http.post(API, json=body, headers={**key, **TOKENS.bearer(subject="ann")})
+        other = await http.post(API, json=body, headers={**key, **TOKENS.bearer(subject="bob")})
+    assert first.status_code == 201
+    assert other.status_code == 400  # not ann's answer: bob's request ran (email taken)
+    assert await contacts_with_email(db, body["email"]) == 1

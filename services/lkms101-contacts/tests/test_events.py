@@ -33,10 +33,13 @@ from app.kafka.events import CONTACT_TOPICS
 from app.main import create_app
 from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services.contacts_service import ContactsService
+from lkern_common.event_signing import SIGNATURE_HEADER, EventVerifier
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import OutboxEvent, OutboxRelay, RelayRole
 from lkern_devstack.broker import LocalBroker
-from lkern_devstack.testing import CollectedEvent, EventCollector
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import TEST_SUBJECT, CollectedEvent, EventCollector
+from tests.conftest import SERVICE, TOKENS
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -111,14 +114,26 @@ def expected_value(
         "event_version": 1,
         "occurred_at": occurred_at,
         "source": "lkms101-contacts",
+        "actor": TEST_SUBJECT,  # the subject of the `client` fixture's token
     }
     if changed_fields is not None:
         value["changed_fields"] = changed_fields
     return value
 
 
-def expected_headers(event_type: str, event: CollectedEvent, request_id: str) -> dict[str, str]:
+def signature_of(event: CollectedEvent, pki: DevPki) -> str:
+    """The event's signature header, after checking it with contacts' public key (JWKS)."""
+    signature = event.headers[SIGNATURE_HEADER]
+    verifier = EventVerifier({SERVICE: pki.event_jwks_file(SERVICE)})
+    verifier.verify(SERVICE, event.raw, signature.encode())
+    return signature
+
+
+def expected_headers(
+    event_type: str, event: CollectedEvent, request_id: str, pki: DevPki
+) -> dict[str, str]:
     return {
+        SIGNATURE_HEADER: signature_of(event, pki),
         "ce_id": event.event_id,
         "ce_type": event_type,
         "ce_source": "lkms101-contacts",
@@ -151,7 +166,7 @@ async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str)
 
 # === ONE EVENT PER CHANGE ===
 async def test_each_change_publishes_one_event_with_the_exact_payload_and_headers(
-    client: httpx.AsyncClient, collector: EventCollector, db: Database, tag: str
+    client: httpx.AsyncClient, collector: EventCollector, db: Database, tag: str, dev_pki: DevPki
 ) -> None:
     email = f"jana@{tag}"
     created_response = await client.post(
@@ -187,7 +202,9 @@ async def test_each_change_publishes_one_event_with_the_exact_payload_and_header
     assert create_event.value == expected_value(
         "ContactCreated", created, create_event, created["created_at"]
     )
-    assert create_event.headers == expected_headers("ContactCreated", create_event, "req-create")
+    assert create_event.headers == expected_headers(
+        "ContactCreated", create_event, "req-create", dev_pki
+    )
     assert uuid.UUID(create_event.event_id).version == 4
 
     update_event = events["ContactUpdated"]
@@ -196,7 +213,9 @@ async def test_each_change_publishes_one_event_with_the_exact_payload_and_header
     assert update_event.value == expected_value(
         "ContactUpdated", updated, update_event, updated["updated_at"], ["name", "phone"]
     )
-    assert update_event.headers == expected_headers("ContactUpdated", update_event, "req-update")
+    assert update_event.headers == expected_headers(
+        "ContactUpdated", update_event, "req-update", dev_pki
+    )
 
     delete_event = events["ContactDeleted"]
     assert delete_event.topic == "lkern.contacts.deleted"
@@ -207,7 +226,9 @@ async def test_each_change_publishes_one_event_with_the_exact_payload_and_header
     assert delete_event.value == expected_value(
         "ContactDeleted", last_state, delete_event, deleted_at
     )
-    assert delete_event.headers == expected_headers("ContactDeleted", delete_event, "req-delete")
+    assert delete_event.headers == expected_headers(
+        "ContactDeleted", delete_event, "req-delete", dev_pki
+    )
 
     # The outbox holds exactly these three events (the no-op update wrote none), all sent.
     rows = await outbox_rows(db, tag)
@@ -373,7 +394,9 @@ async def test_two_replicas_publish_each_event_exactly_once(
     async with LifespanManager(second_app, startup_timeout=30, shutdown_timeout=30):
         relays: list[OutboxRelay] = [app.state.outbox_relay, second_app.state.outbox_relay]
         transport = httpx.ASGITransport(app=second_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://second") as second:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://second", headers=TOKENS.bearer()
+        ) as second:
             await eventually(
                 lambda: (
                     sorted(relay.status.role for relay in relays)

@@ -22,9 +22,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from app.database import Database
-from app.grpc.server import start_grpc_server
-from lkern_common.grpc_clients.contacts import AsyncContactsClient, ContactsClient
+from app.grpc.contacts_service import ContactsServicer
+from app.grpc.server import SERVICE_NAME, start_grpc_server
+from lkern_common.grpc_auth import PUBLIC_SERVICES, method_requirements
+from lkern_common.grpc_clients.contacts import (
+    AsyncContactsClient,
+    ContactsClient,
+    ContactsClientSettings,
+)
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import TEST_CLIENT, make_dev_pki, tls_channel
+from tests.conftest import ORDERS, TOKENS
 
 # === CONSTANTS ===
 API = "/api/v1/contacts/"
@@ -37,9 +46,23 @@ def target(app: FastAPI) -> str:
 
 
 @pytest.fixture
-async def async_client(target: str) -> AsyncIterator[AsyncContactsClient]:
-    async with AsyncContactsClient(target) as client:
+async def async_client(
+    target: str, orders_client_settings: ContactsClientSettings
+) -> AsyncIterator[AsyncContactsClient]:
+    async with AsyncContactsClient(target, settings=orders_client_settings) as client:
         yield client
+
+
+@pytest.fixture
+def sync_client(target: str, orders_client_settings: ContactsClientSettings) -> ContactsClient:
+    return ContactsClient(target, settings=orders_client_settings)
+
+
+@pytest.fixture
+async def channel(target: str, dev_pki: DevPki) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel as the orders service (a caller with contacts:read)."""
+    async with tls_channel(dev_pki, target, ORDERS) as orders_channel:
+        yield orders_channel
 
 
 async def create(client: httpx.AsyncClient, name: str, email: str, **extra: Any) -> int:
@@ -51,7 +74,7 @@ async def create(client: httpx.AsyncClient, name: str, email: str, **extra: Any)
 
 # === GET CONTACT ===
 async def test_get_contact_found_through_both_clients(
-    client: httpx.AsyncClient, async_client: AsyncContactsClient, target: str
+    client: httpx.AsyncClient, async_client: AsyncContactsClient, sync_client: ContactsClient
 ) -> None:
     contact_id = await create(client, "Mária", "maria@example.com", phone="+421 1")
     rest = (await client.get(f"{API}{contact_id}")).json()
@@ -70,30 +93,28 @@ async def test_get_contact_found_through_both_clients(
     # ISO 8601, the same instant the REST API shows
     assert datetime.fromisoformat(found.created_at) == datetime.fromisoformat(rest["created_at"])
 
-    with ContactsClient(target) as sync_client:
+    with sync_client:
         same = await asyncio.to_thread(sync_client.get_contact, contact_id)
     assert same == found
 
 
-async def test_get_contact_not_found(async_client: AsyncContactsClient, target: str) -> None:
+async def test_get_contact_not_found(
+    async_client: AsyncContactsClient, sync_client: ContactsClient, channel: grpc.aio.Channel
+) -> None:
     assert await async_client.get_contact(987654) is None
-    with ContactsClient(target) as sync_client:
+    with sync_client:
         assert await asyncio.to_thread(sync_client.get_contact, 987654) is None
 
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.GetContact(contacts_pb2.GetContactRequest(id=987654), timeout=5)
-        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-        assert raised.value.details() == "Contact with id 987654 not found"
-    finally:
-        await channel.close()
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetContact(contacts_pb2.GetContactRequest(id=987654), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == "Contact with id 987654 not found"
 
 
 # === VALIDATE CONTACT ===
 async def test_validate_contact_active_inactive_missing(
-    client: httpx.AsyncClient, async_client: AsyncContactsClient, target: str
+    client: httpx.AsyncClient, async_client: AsyncContactsClient, sync_client: ContactsClient
 ) -> None:
     active = await create(client, "Active", "active@example.com")
     inactive = await create(client, "Inactive", "inactive@example.com")
@@ -108,7 +129,7 @@ async def test_validate_contact_active_inactive_missing(
         False,
         "Contact with id 5555 not found",
     )
-    with ContactsClient(target) as sync_client:
+    with sync_client:
         assert await asyncio.to_thread(sync_client.validate_contact, active) is True
         assert await asyncio.to_thread(sync_client.validate_contact, inactive) is False
         assert await asyncio.to_thread(sync_client.validate_contact, 5555) is False
@@ -124,43 +145,37 @@ async def test_batch_returns_existing_contacts_and_skips_missing(
     assert await async_client.get_contacts_by_ids([]) == []
 
 
-async def test_batch_over_1000_ids_is_invalid_argument(target: str) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.GetContactsByIds(
-                contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1002))), timeout=5
-            )
-        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "At most 1000 ids" in (raised.value.details() or "")
-        exactly = await stub.GetContactsByIds(
-            contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1001))), timeout=5
+async def test_batch_over_1000_ids_is_invalid_argument(channel: grpc.aio.Channel) -> None:
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetContactsByIds(
+            contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1002))), timeout=5
         )
-        assert list(exactly.contacts) == []
-    finally:
-        await channel.close()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "At most 1000 ids" in (raised.value.details() or "")
+    exactly = await stub.GetContactsByIds(
+        contacts_pb2.GetContactsByIdsRequest(ids=list(range(1, 1001))), timeout=5
+    )
+    assert list(exactly.contacts) == []
 
 
 # === HEALTH / REFLECTION ===
-async def test_health_is_serving_while_the_database_answers(target: str) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "contacts.ContactsService"):
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    finally:
-        await channel.close()
+async def test_health_is_serving_while_the_database_answers(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "contacts.ContactsService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_health_is_not_serving_without_a_database(settings: Any) -> None:
+async def test_health_is_not_serving_without_a_database(
+    settings: Any, dev_pki: DevPki, app: FastAPI
+) -> None:
     unreachable = settings.model_copy(
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     )
     db = Database(unreachable)
-    server = await start_grpc_server(unreachable, db)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    server = await start_grpc_server(unreachable, db, app.state.token_verifier)
+    channel = tls_channel(dev_pki, f"127.0.0.1:{server.port}", ORDERS)
     try:
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
@@ -177,17 +192,113 @@ async def test_health_is_not_serving_without_a_database(settings: Any) -> None:
         await db.dispose()
 
 
-async def test_reflection_lists_the_services(target: str) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        names: set[str] = set()
-        async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
-            names.update(service.name for service in reply.list_services_response.service)
-        assert {"contacts.ContactsService", "grpc.health.v1.Health"} <= names
-    finally:
-        await channel.close()
+async def test_reflection_lists_the_services(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    names: set[str] = set()
+    async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
+        names.update(service.name for service in reply.list_services_response.service)
+    assert {"contacts.ContactsService", "grpc.health.v1.Health"} <= names
+
+
+# === WHO MAY CALL (mutual TLS, scopes) ===
+def test_every_rpc_declares_its_scope() -> None:
+    """Every method of every service the server registers needs a scope, or is public."""
+    service = contacts_pb2.DESCRIPTOR.services_by_name["ContactsService"]
+    requirements = method_requirements(ContactsServicer, SERVICE_NAME)
+    for method in service.methods:
+        assert requirements[f"/{SERVICE_NAME}/{method.name}"] == {"contacts:read"}
+    assert SERVICE_NAME not in PUBLIC_SERVICES
+
+
+async def test_the_running_server_declares_every_method(app: FastAPI) -> None:
+    declared = app.state.grpc_server.requirements
+    for name in app.state.grpc_server.service_names:
+        service = contacts_pb2.DESCRIPTOR.pool.FindServiceByName(name)
+        assert {f"/{name}/{m.name}" for m in service.methods} <= set(declared)
+
+
+async def test_without_a_client_certificate_the_handshake_is_refused(
+    target: str, dev_pki: DevPki
+) -> None:
+    credentials = grpc.ssl_channel_credentials(root_certificates=dev_pki.ca_file.read_bytes())
+    async with grpc.aio.secure_channel(target, credentials) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_plaintext_is_refused(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_certificate_from_another_ca_is_refused(
+    target: str, tmp_path_factory: pytest.TempPathFactory, dev_pki: DevPki
+) -> None:
+    other = make_dev_pki(tmp_path_factory.mktemp("other-ca"))
+    files = other.tls_files(ORDERS)  # the right name, the wrong CA
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=dev_pki.ca_file.read_bytes(),
+        private_key=files.key.read_bytes(),
+        certificate_chain=files.cert.read_bytes(),
+    )
+    async with grpc.aio.secure_channel(target, credentials) as channel:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ValidateContact(contacts_pb2.ValidateContactRequest(id=1), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_an_unknown_service_is_permission_denied_but_may_check_health(
+    target: str, dev_pki: DevPki
+) -> None:
+    async with tls_channel(dev_pki, target, TEST_CLIENT) as channel:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(contacts_pb2.GetContactRequest(id=1), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert raised.value.details() == "Scope contacts:read needed"
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_bearer_token_is_checked_like_on_rest(target: str, dev_pki: DevPki) -> None:
+    """A tool's certificate has no scopes; its caller's token decides (the app's verifier)."""
+    request = contacts_pb2.GetContactRequest(id=987654)
+    async with tls_channel(dev_pki, target, TEST_CLIENT) as channel:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        reader = (("authorization", f"Bearer {TOKENS.mint(['contacts:read'])}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(request, timeout=5, metadata=reader)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # authorised: it ran
+        other_scope = (("authorization", f"Bearer {TOKENS.mint(['orders:read'])}"),)
+        expired = (("authorization", f"Bearer {TOKENS.mint(['contacts:read'], ttl_seconds=-120)}"),)
+        for metadata, code in (
+            (other_scope, grpc.StatusCode.PERMISSION_DENIED),
+            (expired, grpc.StatusCode.UNAUTHENTICATED),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetContact(request, timeout=5, metadata=metadata)
+            assert raised.value.code() == code
+
+
+async def test_a_bad_bearer_token_is_unauthenticated(channel: grpc.aio.Channel) -> None:
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+    for value in ("Bearer not-a-token", "Basic abc"):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetContact(
+                contacts_pb2.GetContactRequest(id=1),
+                timeout=5,
+                metadata=(("authorization", value),),
+            )
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert raised.value.details() == "Invalid token"
 
 
 # === CONCURRENCY ===

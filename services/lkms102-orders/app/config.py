@@ -3,20 +3,23 @@
 FILE: config.py
 PATH: /services/lkms102-orders/app/config.py
 DESCRIPTION: Configuration of the orders service (environment variables, local defaults)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:50:00
 ================================================================
 """
 
 # === IMPORTS ===
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 
 from lkern_common.grpc_clients.contacts import DEFAULT_CONTACTS_TARGET, ContactsClientSettings
-from lkern_common.settings import LOCAL_POSTGRES_PORT, ServiceSettings
+from lkern_common.settings import LOCAL_PKI_DIR, LOCAL_POSTGRES_PORT, ServiceSettings
 
 # === CONSTANTS ===
+SERVICE_NAME = "lkms102-orders"
+CONTACTS_SERVICE = "lkms101-contacts"
 CONSUMER_GROUP_ID = "lkms102-orders-group"
 DLQ_TOPIC = "lkern.orders.dlq"
 
@@ -25,11 +28,35 @@ DLQ_TOPIC = "lkern.orders.dlq"
 class Settings(ServiceSettings):
     """Orders service settings; every field is an environment variable (see .env.example)."""
 
-    service_name: str = "lkms102-orders"
+    service_name: str = SERVICE_NAME
     http_port: int = 4102
     grpc_port: int = 5102
     database_url: str = (
         f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/lkms102_orders"
+    )
+
+    # --- gRPC mutual TLS (server and the contacts client; the local stack's by default) ---
+    grpc_tls_cert: Path | None = Field(
+        default=LOCAL_PKI_DIR / f"{SERVICE_NAME}.crt",
+        description="PEM certificate of this service: its gRPC server certificate and its "
+        "client certificate (SAN = the service name, its identity)",
+    )
+    grpc_tls_key: Path | None = Field(
+        default=LOCAL_PKI_DIR / f"{SERVICE_NAME}.key",
+        description="PEM private key of GRPC_TLS_CERT",
+    )
+
+    # --- event signatures: orders signs its events and trusts contacts' ---
+    event_signing_key_file: Path | None = Field(
+        default=LOCAL_PKI_DIR / "events" / f"{SERVICE_NAME}.jwk.json",
+        description="Private JWK (JSON, with its kid) this service signs its events with",
+    )
+    event_trusted_jwks: dict[str, Path] = Field(
+        default_factory=lambda: {
+            CONTACTS_SERVICE: LOCAL_PKI_DIR / "events" / f"{CONTACTS_SERVICE}.jwks.json"
+        },
+        description="Public keys (JWKS files) of the services whose events this service "
+        'consumes, by service name, JSON: {"lkms101-contacts": "/keys/contacts.jwks.json"}',
     )
 
     # --- contacts service (lkms101) over gRPC ---
@@ -66,6 +93,9 @@ class Settings(ServiceSettings):
             target=self.contacts_grpc_target,
             timeout_seconds=self.contacts_grpc_timeout_seconds,
             max_attempts=self.contacts_grpc_max_attempts,
+            tls_ca=self.grpc_tls_ca,
+            tls_cert=self.grpc_tls_cert,
+            tls_key=self.grpc_tls_key,
         )
 
 

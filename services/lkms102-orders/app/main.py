@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(contacts_client.close)
             app.state.contacts_client = contacts_client
 
-            grpc_server = await start_grpc_server(settings, db)
+            grpc_server = await start_grpc_server(settings, db, app.state.token_verifier)
             stack.push_async_callback(grpc_server.stop)
             app.state.grpc_server = grpc_server
 

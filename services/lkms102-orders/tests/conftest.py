@@ -4,8 +4,8 @@ FILE: conftest.py
 PATH: /services/lkms102-orders/tests/conftest.py
 DESCRIPTION: pytest fixtures: migrated test databases, a local broker, a real contacts service
              process, the orders app with its lifespan, HTTP clients
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 
 The orders tests cannot import the contacts `app` package (both services are called `app`), so
@@ -34,19 +34,25 @@ from app.config import Settings
 from app.database import Database
 from app.main import create_app
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.process import ServiceProcess
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TEST_CLIENT, TestDatabase, TestTokens, make_dev_pki
 
 # === LOGGING ===
 logger = logging.getLogger("tests")
 
 # === CONSTANTS ===
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+SERVICE = "lkms102-orders"
+CONTACTS = "lkms101-contacts"
 CONTACTS_DIR = SERVICE_DIR.parent / "lkms101-contacts"
 CONTACTS_API = "/api/v1/contacts/"
 ORDERS_API = "/api/v1/orders/"
 # In the order the app's transactions lock them (consumer: inbox, read model; requests: read
 # model, orders, lines, outbox), so that TRUNCATE cannot deadlock with the running consumer.
+# The test run's token issuer: both services trust its JWKS; `client`, `http_client` and
+# ContactsService send its all-scopes token.
+TOKENS = TestTokens.temporary()
 TABLES = (
     "inbox_events",
     "contacts_read_model",
@@ -66,19 +72,21 @@ def log_sink(name: str, line: str) -> None:
 class ContactsService:
     """A real lkms101-contacts process and its REST API, for the orders tests."""
 
-    def __init__(self, database: TestDatabase, bootstrap_servers: str) -> None:
+    def __init__(self, database: TestDatabase, bootstrap_servers: str, pki: DevPki) -> None:
         self.database = database
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.process = ServiceProcess(
-            "lkms101-contacts",
+            CONTACTS,
             service_dir=CONTACTS_DIR,
             env={
+                **pki.service_env(CONTACTS),
                 "DATABASE_URL": database.url,
                 "GRPC_PORT": str(self.grpc_port),
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
                 "ENVIRONMENT": "test",
                 "LOG_LEVEL": "INFO",
+                **{name.upper(): value for name, value in TOKENS.settings().items()},
             },
             http_port=self.http_port,
             sink=log_sink,
@@ -96,7 +104,9 @@ class ContactsService:
         self.process.stop()
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.process.base_url, timeout=10.0)
+        return httpx.AsyncClient(
+            base_url=self.process.base_url, timeout=10.0, headers=TOKENS.bearer()
+        )
 
     async def create_contact(self, **fields: Any) -> dict[str, Any]:
         """Create a contact with a unique email; returns its JSON."""
@@ -154,6 +164,20 @@ async def read_topic(
     return found[:count]
 
 
+# === TOKENS ===
+@pytest.fixture(scope="session")
+def tokens() -> TestTokens:
+    """Mints access tokens both services accept: ``tokens.bearer(ORDERS_READ, subject="bob")``."""
+    return TOKENS
+
+
+# === DEVELOPMENT PKI ===
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    """A CA, the services' certificates and event keys for this run (as `lkern up` makes)."""
+    return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
 # === BROKER ===
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
@@ -183,9 +207,11 @@ def contacts_database() -> Iterator[TestDatabase]:
 
 # === CONTACTS SERVICE ===
 @pytest.fixture(scope="session")
-def contacts(contacts_database: TestDatabase, broker: LocalBroker) -> Iterator[ContactsService]:
+def contacts(
+    contacts_database: TestDatabase, broker: LocalBroker, dev_pki: DevPki
+) -> Iterator[ContactsService]:
     """The contacts service as a process (REST + gRPC), shared by the tests."""
-    service = ContactsService(contacts_database, broker.bootstrap_servers)
+    service = ContactsService(contacts_database, broker.bootstrap_servers, dev_pki)
     service.start()
     yield service
     service.stop()
@@ -193,10 +219,22 @@ def contacts(contacts_database: TestDatabase, broker: LocalBroker) -> Iterator[C
 
 # === SETTINGS ===
 def make_settings(
-    test_database: TestDatabase, broker: LocalBroker, contacts_target: str, **overrides: Any
+    test_database: TestDatabase,
+    broker: LocalBroker,
+    contacts_target: str,
+    pki: DevPki,
+    **overrides: Any,
 ) -> Settings:
-    """Orders settings for a test: free gRPC port, the test broker, a fresh consumer group."""
+    """
+    Orders settings for a test: free gRPC port, the test broker, a fresh consumer group, the
+    run's certificates and event keys (orders trusts contacts' events).
+    """
     values: dict[str, Any] = {
+        **pki.grpc_tls_settings(SERVICE),
+        **pki.event_settings(SERVICE, trusted=[CONTACTS]),
+        # The tests call orders' gRPC as the test client.
+        "grpc_client_scopes": {TEST_CLIENT: ["orders:read"]},
+        **TOKENS.settings(),
         "database_url": test_database.url,
         "environment": "test",
         "grpc_port": 0,
@@ -215,9 +253,9 @@ def make_settings(
 
 @pytest.fixture(scope="session")
 def settings(
-    test_database: TestDatabase, broker: LocalBroker, contacts: ContactsService
+    test_database: TestDatabase, broker: LocalBroker, contacts: ContactsService, dev_pki: DevPki
 ) -> Settings:
-    return make_settings(test_database, broker, contacts.grpc_target)
+    return make_settings(test_database, broker, contacts.grpc_target, dev_pki)
 
 
 @pytest.fixture(autouse=True)
@@ -251,9 +289,15 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @asynccontextmanager
-async def http_client(application: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def http_client(
+    application: FastAPI, *, authenticated: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``application``; it sends an all-scopes token unless ``authenticated=False``."""
     transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    headers = TOKENS.bearer() if authenticated else {}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         yield client
 
 
@@ -265,5 +309,13 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends an all-scopes bearer token (subject "test-user")."""
     async with http_client(app) as orders_client:
+        yield orders_client
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no token."""
+    async with http_client(app, authenticated=False) as orders_client:
         yield orders_client

@@ -27,6 +27,7 @@ from app.models.order import Order
 from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
 from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.broker import LocalBroker
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TestDatabase, recorded_queries
 from tests.conftest import ORDERS_API as API
 from tests.conftest import (
@@ -98,6 +99,10 @@ async def test_create_returns_201_with_the_documented_contract(
         "created_at",
         "updated_at",
         "version",
+        "created_by",
+        "updated_by",
+        "status_changed_by",
+        "status_changed_at",
     }
     assert NUMBER_PATTERN.match(order["number"]), order["number"]
     assert order["number"][4:8] == order["created_at"][:4]
@@ -730,15 +735,19 @@ async def test_openapi_documents_money_as_strings(client: httpx.AsyncClient) -> 
 
 # === CONTACTS OUTAGE ===
 async def test_contacts_down_is_503_without_changes_and_recovers_after_restart(
-    test_database: TestDatabase, contacts_database: TestDatabase, broker: LocalBroker, db: Database
+    test_database: TestDatabase,
+    contacts_database: TestDatabase,
+    broker: LocalBroker,
+    db: Database,
+    dev_pki: DevPki,
 ) -> None:
     # A contacts process of this test's own, so that stopping it disturbs no other test.
-    service = ContactsService(contacts_database, broker.bootstrap_servers)
+    service = ContactsService(contacts_database, broker.bootstrap_servers, dev_pki)
     await asyncio.to_thread(service.start)
     try:
         contact = await service.create_contact(name="Outage")
         settings = make_settings(
-            test_database, broker, service.grpc_target, kafka_consumer_enabled=False
+            test_database, broker, service.grpc_target, dev_pki, kafka_consumer_enabled=False
         )
         async with running_app(settings) as application, http_client(application) as client:
             body = {"contact_id": contact["id"], "lines": [LINE]}

@@ -26,7 +26,7 @@ from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.broker import free_port
 from lkern_devstack.testing import wait_for_lock_waiters
 from tests.conftest import ORDERS_API as API
-from tests.conftest import ContactsService
+from tests.conftest import TOKENS, ContactsService
 
 # === CONSTANTS ===
 LINE = {"description": "Widget", "quantity": "2", "unit_price": "19.99"}
@@ -233,6 +233,7 @@ async def test_a_client_that_disconnects_then_retries_gets_one_order(
     served_app: str, contact: dict[str, Any], db: Database
 ) -> None:
     key = str(uuid.uuid4())
+    auth = TOKENS.bearer()["Authorization"]
     body = json.dumps(order_body(contact["id"])).encode()
     host, port = served_app.removeprefix("http://").split(":")
     async with db.transaction() as blocker:  # hold the order at its INSERT...
@@ -240,7 +241,8 @@ async def test_a_client_that_disconnects_then_retries_gets_one_order(
         _reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(
             f"POST {API} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            f"Idempotency-Key: {key}\r\nAuthorization: {auth}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
         await writer.drain()
@@ -253,7 +255,11 @@ async def test_a_client_that_disconnects_then_retries_gets_one_order(
             retry = await client.post(
                 API,
                 content=body,
-                headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+                headers={
+                    "Idempotency-Key": key,
+                    "Content-Type": "application/json",
+                    "Authorization": auth,
+                },
             )
             if retry.status_code != 409 or asyncio.get_running_loop().time() > deadline:
                 break

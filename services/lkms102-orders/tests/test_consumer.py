@@ -3,10 +3,10 @@
 FILE: test_consumer.py
 PATH: /services/lkms102-orders/tests/test_consumer.py
 DESCRIPTION: Contact events into the read model, against a real broker and PostgreSQL: versions,
-             deletes, duplicates, poison messages to the dead-letter topic; and the whole path
-             from the contacts service process to an order response
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+             deletes, duplicates, poison, unsigned and forged messages to the dead-letter topic;
+             and the whole path from the contacts service process to an order response
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:50:00
 ================================================================
 
 The standalone consumer below works on a database of its own, so that the app's consumer (which
@@ -36,14 +36,18 @@ from app.kafka.consumer import (
     create_contact_events_consumer,
 )
 from app.models.contact import ContactReadModel
+from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
 from lkern_common.events import build_event
 from lkern_common.kafka.consumer import IdempotentConsumer
 from lkern_common.kafka.inbox import InboxEvent
 from lkern_common.kafka.topics import ensure_topics
 from lkern_devstack.broker import LocalBroker
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TestDatabase
 from tests.conftest import (
+    CONTACTS,
     ORDERS_API,
+    SERVICE,
     SERVICE_DIR,
     ContactsService,
     make_settings,
@@ -113,8 +117,10 @@ def consumer_database() -> Iterator[TestDatabase]:
 
 
 @pytest.fixture(scope="module")
-def consumer_settings(consumer_database: TestDatabase, broker: LocalBroker) -> Settings:
-    return make_settings(consumer_database, broker, "127.0.0.1:1")
+def consumer_settings(
+    consumer_database: TestDatabase, broker: LocalBroker, dev_pki: DevPki
+) -> Settings:
+    return make_settings(consumer_database, broker, "127.0.0.1:1", dev_pki)
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +164,26 @@ class Events:
     """Publishes contact events and waits until the consumer has dealt with them."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, consumer: IdempotentConsumer, db: Database
+        self,
+        producer: AIOKafkaProducer,
+        consumer: IdempotentConsumer,
+        db: Database,
+        signer: EventSigner,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.db = db
+        self.signer = signer  # contacts' key: what the contacts service signs with
 
-    async def send_raw(self, topic: str, key: str, value: bytes) -> None:
+    async def send_raw(
+        self, topic: str, key: str, value: bytes, *, signer: EventSigner | None = None
+    ) -> None:
+        """Publish ``value`` signed with ``signer`` (default: contacts' key)."""
+        signature = (signer or self.signer).sign(value)
+        headers = [(SIGNATURE_HEADER, signature)]
+        await self.producer.send_and_wait(topic, key=key.encode(), value=value, headers=headers)
+
+    async def send_unsigned(self, topic: str, key: str, value: bytes) -> None:
         await self.producer.send_and_wait(topic, key=key.encode(), value=value)
 
     async def send(self, topic: str, payload: dict[str, Any]) -> None:
@@ -191,9 +210,11 @@ class Events:
 
 @pytest.fixture
 async def events(
-    producer: AIOKafkaProducer, consumer: IdempotentConsumer, consumer_db: Database
+    producer: AIOKafkaProducer, consumer: IdempotentConsumer, consumer_db: Database, dev_pki: DevPki
 ) -> Events:
-    return Events(producer, consumer, consumer_db)
+    return Events(
+        producer, consumer, consumer_db, EventSigner.from_file(dev_pki.event_key_file(CONTACTS))
+    )
 
 
 async def dead_letters(
@@ -325,6 +346,52 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_event_ap
     _, headers = letters[f"{key}-{tag}-type"]
     assert headers["x-dlq-reason"] == "no-handler"
     assert consumer.running
+
+
+# === SIGNATURES ===
+async def test_unsigned_and_forged_events_are_dead_lettered_and_change_nothing(
+    events: Events,
+    consumer_settings: Settings,
+    broker: LocalBroker,
+    dev_pki: DevPki,
+    contact_id: int,
+) -> None:
+    first_id, first = contact_event(CONTACT_CREATED_TOPIC, contact_id, 1, name="Real")
+    await events.send(CONTACT_CREATED_TOPIC, first)
+    await events.applied(first_id)
+
+    tag = uuid.uuid4().hex[:8]
+    key = str(contact_id)
+    # The issue's attack: a snapshot with version 999 that would block every real update.
+    _, forged = contact_event(CONTACT_UPDATED_TOPIC, contact_id, 999, name="Forged")
+    value = orjson.dumps(forged)
+    orders_key = EventSigner.from_file(dev_pki.event_key_file(SERVICE))
+    await events.send_unsigned(CONTACT_UPDATED_TOPIC, f"{key}-{tag}-unsigned", value)
+    await events.send_raw(CONTACT_UPDATED_TOPIC, f"{key}-{tag}-other-key", value, signer=orders_key)
+    # contacts' real signature of another value, over the forged bytes
+    signature = events.signer.sign(orjson.dumps(first))
+    await events.producer.send_and_wait(
+        CONTACT_UPDATED_TOPIC,
+        key=f"{key}-{tag}-tampered".encode(),
+        value=value,
+        headers=[(SIGNATURE_HEADER, signature)],
+    )
+    real_id, real = contact_event(CONTACT_UPDATED_TOPIC, contact_id, 2, name="Real update")
+    await events.send(CONTACT_UPDATED_TOPIC, real)
+
+    await events.applied(real_id)
+    assert await events.row(contact_id) == ("Real update", True, False, 2)
+    letters = await dead_letters(
+        broker,
+        consumer_settings,
+        {f"{key}-{tag}-unsigned", f"{key}-{tag}-other-key", f"{key}-{tag}-tampered"},
+    )
+    reasons = {name: headers["x-dlq-reason"] for name, (_, headers) in letters.items()}
+    assert set(reasons.values()) == {"bad-signature"}
+    assert letters[f"{key}-{tag}-unsigned"][1]["x-dlq-error"] == "the event is not signed"
+    assert "unknown key" in letters[f"{key}-{tag}-other-key"][1]["x-dlq-error"]
+    assert letters[f"{key}-{tag}-tampered"][1]["x-dlq-error"] == "invalid signature"
+    assert letters[f"{key}-{tag}-tampered"][0].value == value  # kept byte for byte
 
 
 # === THROUGH THE SERVICES ===

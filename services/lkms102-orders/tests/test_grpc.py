@@ -23,8 +23,13 @@ from fastapi import FastAPI
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from app.grpc.orders_service import OrdersServicer
+from app.grpc.server import SERVICE_NAME
+from lkern_common.grpc_auth import PUBLIC_SERVICES, method_requirements
 from lkern_common.grpc_contracts.orders import orders_pb2, orders_pb2_grpc
-from tests.conftest import ORDERS_API, ContactsService
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.testing import TEST_CLIENT, tls_channel
+from tests.conftest import CONTACTS, ORDERS_API, ContactsService
 
 # === CONSTANTS ===
 LINES = [
@@ -35,8 +40,14 @@ LINES = [
 
 # === FIXTURES ===
 @pytest.fixture
-async def channel(app: FastAPI) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc_server.port}") as channel:
+def target(app: FastAPI) -> str:
+    return f"127.0.0.1:{app.state.grpc_server.port}"
+
+
+@pytest.fixture
+async def channel(target: str, dev_pki: DevPki) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel as the test client (granted orders:read by the test settings)."""
+    async with tls_channel(dev_pki, target, TEST_CLIENT) as channel:
         yield channel
 
 
@@ -143,3 +154,34 @@ async def test_health_and_reflection(channel: Any) -> None:
     async for answer in reflection.ServerReflectionInfo(iter([request]), timeout=5):
         names.update(s.name for s in answer.list_services_response.service)
     assert "orders.OrdersService" in names
+
+
+# === WHO MAY CALL (mutual TLS, scopes) ===
+def test_every_rpc_declares_its_scope() -> None:
+    """Every method of the orders service needs a scope (health and reflection are public)."""
+    service = orders_pb2.DESCRIPTOR.services_by_name["OrdersService"]
+    requirements = method_requirements(OrdersServicer, SERVICE_NAME)
+    for method in service.methods:
+        assert requirements[f"/{SERVICE_NAME}/{method.name}"] == {"orders:read"}
+    assert SERVICE_NAME not in PUBLIC_SERVICES
+
+
+async def test_a_service_without_the_scope_is_permission_denied(
+    target: str, dev_pki: DevPki
+) -> None:
+    async with tls_channel(dev_pki, target, CONTACTS) as channel:
+        stub = orders_pb2_grpc.OrdersServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetOrder(orders_pb2.GetOrderRequest(id=1), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_without_a_client_certificate_the_handshake_is_refused(
+    target: str, dev_pki: DevPki
+) -> None:
+    credentials = grpc.ssl_channel_credentials(root_certificates=dev_pki.ca_file.read_bytes())
+    async with grpc.aio.secure_channel(target, credentials) as channel:
+        stub = orders_pb2_grpc.OrdersServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetOrder(orders_pb2.GetOrderRequest(id=1), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /libs/lkern-common/src/lkern_common/events.py
 DESCRIPTION: Event envelope shared by every service: event id, version, time, source, headers
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 
 Every event a service publishes is a JSON object with the service's own fields (for contacts the
@@ -15,7 +15,9 @@ plus the contact snapshot) and this envelope:
 - ``event_type``: e.g. ``ContactCreated``;
 - ``event_version``: version of the payload's schema (1; bumped on an incompatible change);
 - ``occurred_at``: when the change happened (ISO 8601, UTC);
-- ``source``: the service that published it (e.g. ``lkms101-contacts``).
+- ``source``: the service that published it (e.g. ``lkms101-contacts``);
+- ``actor``: who made the change: the access token's subject of the request (or the calling
+  service on gRPC), null when the change had no caller (e.g. a maintenance job).
 
 The Kafka headers repeat the envelope CloudEvents-style (``ce_id``, ``ce_type``, ``ce_source``,
 ``ce_time``, ``ce_specversion``, ``content-type``) and carry the request id
@@ -32,13 +34,13 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id
+from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id, get_subject
 
 # === CONSTANTS ===
 DEFAULT_EVENT_VERSION = 1
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
-ENVELOPE_FIELDS = ("event_id", "event_type", "event_version", "occurred_at", "source")
+ENVELOPE_FIELDS = ("event_id", "event_type", "event_version", "occurred_at", "source", "actor")
 
 
 # === HELPERS ===
@@ -81,11 +83,13 @@ def build_event(
     event_version: int = DEFAULT_EVENT_VERSION,
     event_id: uuid.UUID | None = None,
     request_id: str | None = None,
+    actor: str | None = None,
 ) -> EventEnvelope:
     """
     Wrap a service's event ``data`` in the envelope. ``occurred_at`` defaults to now (UTC),
     ``event_id`` to a new UUID4, ``request_id`` to the current request's id (none outside a
-    request: then there is no ``x-request-id`` header). ``data`` must be JSON-compatible
+    request: then there is no ``x-request-id`` header), ``actor`` to the current request's
+    subject (lkern_common.request_context; None outside a request). ``data`` must be JSON-compatible
     (datetimes, UUIDs and the like are rendered as the REST API renders them) and must not
     use an envelope field name.
     """
@@ -101,6 +105,7 @@ def build_event(
         "event_version": event_version,
         "occurred_at": occurred_text,
         "source": source,
+        "actor": actor or get_subject(),
     }
     headers = {
         "ce_id": event_id_text,

@@ -2,21 +2,25 @@
 ================================================================
 FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
-DESCRIPTION: grpc.aio server bootstrap: servicers, health, reflection, request id, graceful stop
-VERSION: v1.0.0
-UPDATED: 2026-11-26 11:30:00
+DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, stop
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:35:00
 ================================================================
 
 Usage (a service's lifespan):
 
-    server = GrpcServer(host=settings.grpc_host, port=settings.grpc_port,
-                        grace_seconds=settings.grpc_grace_seconds)
+    server = GrpcServer(tls=service_tls_files(settings), host=settings.grpc_host,
+                        port=settings.grpc_port, client_scopes=settings.grpc_client_scopes)
     server.add_servicer(contacts_pb2_grpc.add_ContactsServiceServicer_to_server,
                         ContactsServicer(), "contacts.ContactsService")
     port = await server.start()                 # port 0 → the port actually bound
     server.health_watch(database_answers, interval=5.0)   # SERVING / NOT_SERVING
     ...
     await server.stop()                         # in-flight RPCs finish, new ones are refused
+
+The server listens only with mutual TLS (a client certificate signed by GRPC_TLS_CA is
+required) and authorises every call against the scopes its method declares
+(`lkern_common.grpc_auth`); health and reflection are public. There is no insecure mode.
 
 The standard's sample uses the thread-pool `grpc.server`; our services are asyncio end to end
 (async SQLAlchemy), so the server is `grpc.aio` and servicer methods are `async def`.
@@ -29,7 +33,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -37,7 +41,16 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lkern_common.auth import TokenVerifier
 from lkern_common.database import Database
+from lkern_common.grpc_auth import (
+    AuthorizationInterceptor,
+    TokenPrincipal,
+    method_requirements,
+    rewrap_handler,
+    verifier_principal,
+)
+from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 
@@ -91,21 +104,7 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         request_id = _request_id_from(handler_call_details.invocation_metadata)
-        kwargs: dict[str, Any] = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.request_streaming and handler.response_streaming:
-            behavior = _wrap(handler.stream_stream, method, request_id)
-            return grpc.stream_stream_rpc_method_handler(behavior, **kwargs)
-        if handler.request_streaming:
-            behavior = _wrap(handler.stream_unary, method, request_id)
-            return grpc.stream_unary_rpc_method_handler(behavior, **kwargs)
-        if handler.response_streaming:
-            behavior = _wrap(handler.unary_stream, method, request_id)
-            return grpc.unary_stream_rpc_method_handler(behavior, **kwargs)
-        behavior = _wrap(handler.unary_unary, method, request_id)
-        return grpc.unary_unary_rpc_method_handler(behavior, **kwargs)
+        return rewrap_handler(handler, lambda behavior: _wrap(behavior, method, request_id))
 
 
 async def _internal_error(context: grpc.aio.ServicerContext[Any, Any], method: str) -> NoReturn:
@@ -189,8 +188,11 @@ async def run_health_watch(
 # === SERVER ===
 class GrpcServer:
     """
-    A `grpc.aio` server with the standard health service, server reflection and the request
-    context interceptor. Register servicers with `add_servicer` before `start()`.
+    A `grpc.aio` server on mutual TLS (``tls``) with the standard health service, server
+    reflection, the request context interceptor and the authorisation interceptor (each
+    method's declared scopes; ``client_scopes`` maps client certificate identities to scopes,
+    ``token_principal`` checks bearer tokens). Register servicers with `add_servicer` before
+    `start()`.
 
     ``reuse_port`` lets several processes of one service listen on the same port (each HTTP
     worker runs its own gRPC server; the kernel spreads new connections among them). Off by
@@ -200,6 +202,9 @@ class GrpcServer:
     def __init__(
         self,
         *,
+        tls: TlsFiles,
+        client_scopes: Mapping[str, Iterable[str]] | None = None,
+        token_principal: TokenPrincipal | None = None,
         host: str = "0.0.0.0",
         port: int = 0,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
@@ -212,7 +217,13 @@ class GrpcServer:
         self._host = host
         self._requested_port = port
         self._grace_seconds = grace_seconds
-        self._interceptors = (RequestContextInterceptor(), *interceptors)
+        self._tls = tls
+        self._requirements: dict[str, frozenset[str]] = {}
+        self._interceptors = (
+            RequestContextInterceptor(),
+            AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
+            *interceptors,
+        )
         self._options = ((REUSE_PORT_OPTION, 1 if reuse_port else 0), *options)
         self._maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self._enable_reflection = enable_reflection
@@ -233,10 +244,12 @@ class GrpcServer:
     ) -> None:
         """
         Register a servicer through its generated `add_XServicer_to_server`; `service_name` is
-        the full proto name (e.g. "contacts.ContactsService") used for health and reflection.
+        the full proto name (e.g. "contacts.ContactsService") used for health, reflection and
+        to find its methods: each must declare its scopes (`@requires_scope`), else this raises.
         """
         if self._server is not None:
             raise RuntimeError("add_servicer() must be called before start()")
+        self._requirements.update(method_requirements(servicer, service_name))
         self._registrations.append(lambda server: add_to_server(servicer, server))
         self._service_names.append(service_name)
 
@@ -252,6 +265,11 @@ class GrpcServer:
     def address(self) -> str:
         """`host:port` as bound (after `start()`)."""
         return f"{self._host}:{self.port}"
+
+    @property
+    def requirements(self) -> dict[str, frozenset[str]]:
+        """``/package.Service/Method`` → the scopes it needs (registered services)."""
+        return dict(self._requirements)
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -283,8 +301,9 @@ class GrpcServer:
                 (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
             )
         address = f"{self._host}:{self._requested_port}"
+        credentials = self._tls.server_credentials()
         try:
-            port = server.add_insecure_port(address)
+            port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:  # grpc raises when the address cannot be bound
             raise RuntimeError(f"cannot bind the gRPC server to {address}: {exc}") from exc
         if port == 0:  # older grpc versions report a failed bind as port 0
@@ -294,7 +313,7 @@ class GrpcServer:
         self._port = port
         await self.set_serving(serving)
         logger.info(
-            "gRPC server listening on %s:%d (services: %s)",
+            "gRPC server listening on %s:%d with mutual TLS (services: %s)",
             self._host,
             port,
             ", ".join(self._service_names) or "-",
@@ -362,15 +381,21 @@ async def start_service_grpc_server(
     add_to_server: AddServicerFn[ServicerT],
     servicer: ServicerT,
     service_name: str,
+    *,
+    token_verifier: TokenVerifier,
 ) -> GrpcServer:
     """
     Start a service's gRPC server the way every L-KERN service runs it: on GRPC_HOST:GRPC_PORT
-    with health (SERVING only while the database answers, re-checked every few seconds),
-    reflection, request ids and graceful stop. The caller's lifespan stops it. With
-    HTTP_WORKERS > 1 every worker runs one and they share the port (``lkern_common.web.serve``
-    checks that the port is free before it starts the workers).
+    with mutual TLS (GRPC_TLS_*), each method's scopes checked (GRPC_CLIENT_SCOPES; bearer
+    tokens by ``token_verifier``, the app's REST verifier), health (SERVING only while the
+    database answers, re-checked every few seconds), reflection, request ids and graceful
+    stop. The caller's lifespan stops it. With HTTP_WORKERS > 1 every worker runs one and they
+    share the port (``lkern_common.web.serve`` checks that the port is free first).
     """
     server = GrpcServer(
+        tls=service_tls_files(settings),
+        client_scopes=settings.grpc_client_scopes,
+        token_principal=verifier_principal(token_verifier),
         host=settings.grpc_host,
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,

@@ -53,6 +53,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from lkern_common.database import Base, Database
 from lkern_common.errors import BadRequestError, ConflictError, DomainError
+from lkern_common.request_context import get_subject
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.conditional import set_etag
 from lkern_common.web.deps import SessionDep
@@ -67,7 +68,7 @@ TABLE_COMMENT = "Idempotency keys: the first answer of a POST, replayed to its r
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
-# Until authentication exists every caller is this one (see caller_identity).
+# A request without a known subject (none reaches a protected route) is this caller.
 ANONYMOUS_CALLER = "anonymous"
 # Headers of a stored answer that are not replayed (recomputed for the replay).
 _NOT_STORED_HEADERS = {"content-length"}
@@ -166,10 +167,9 @@ class IdempotencyKeyReusedError(DomainError):
 def caller_identity(request: Request) -> str:
     """
     Who is calling, as idempotency keys are scoped: keys of different callers never meet.
-    Until the services authenticate callers, everyone is the same anonymous caller; with
-    authentication this is the token's subject.
+    The subject of the request's bearer token (set by the route's ``requires(...)``).
     """
-    return ANONYMOUS_CALLER
+    return get_subject() or ANONYMOUS_CALLER
 
 
 def parse_key(value: str) -> str:

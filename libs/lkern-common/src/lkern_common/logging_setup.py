@@ -3,8 +3,8 @@
 FILE: logging_setup.py
 PATH: /libs/lkern-common/src/lkern_common/logging_setup.py
 DESCRIPTION: Logging setup in the standard's format, with the request id on every line
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:20:00
 ================================================================
 """
 
@@ -12,19 +12,21 @@ UPDATED: 2026-11-26 10:30:00
 import logging
 import sys
 
-from lkern_common.request_context import get_request_id
+from lkern_common.request_context import get_request_id, get_subject
 
 # === CONSTANTS ===
-# The standard's format, plus the request id ("-" outside a request).
-LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - [%(request_id)s] %(message)s"
+# The standard's format, plus the request id and who it acts for (the token's subject);
+# "-" where there is none: "[4f2a… alice]", "[4f2a… -]" before authentication, "[- -]".
+LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - [%(request_id)s %(subject)s] %(message)s"
 
 
 # === FILTER ===
 class RequestIdFilter(logging.Filter):
-    """Adds ``record.request_id`` from the current context to every record."""
+    """Adds ``record.request_id`` and ``record.subject`` from the current context."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = get_request_id() or "-"
+        record.subject = get_subject() or "-"
         return True
 
 

@@ -2,9 +2,9 @@
 ================================================================
 FILE: request_context.py
 PATH: /libs/lkern-common/src/lkern_common/request_context.py
-DESCRIPTION: Request id carried through logs, gRPC metadata and Kafka headers
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: Request id (logs, gRPC metadata, Kafka headers) and the caller's subject
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:20:00
 ================================================================
 """
 
@@ -21,12 +21,21 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # === CONTEXT ===
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Who the current request / call acts for: the access token's `sub` (REST, gRPC with a token)
+# or the calling service (gRPC over mutual TLS). Stored as created_by / updated_by, carried
+# in events as `actor`, shown in log lines next to the request id.
+subject_var: ContextVar[str | None] = ContextVar("subject", default=None)
 
 
 # === HELPERS ===
 def get_request_id() -> str | None:
     """Return the request id of the current request / task, if any."""
     return request_id_var.get()
+
+
+def get_subject() -> str | None:
+    """Return who the current request / call acts for, if known."""
+    return subject_var.get()
 
 
 def new_request_id() -> str:

@@ -4,14 +4,15 @@ FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
 VERSION: v1.1.0
-UPDATED: 2026-12-02 02:25:00
+UPDATED: 2026-12-02 02:20:00
 ================================================================
 """
 
 # === IMPORTS ===
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # === CONSTANTS ===
@@ -20,6 +21,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LOCAL_POSTGRES_PORT = 4501
 LOCAL_KAFKA_PORT = 4503
 WEB_UI_ORIGIN = "http://localhost:4201"
+# The local stack's development PKI (`lkern up` makes it under its data folder, .lkern/pki),
+# as seen from a service's folder, where a service runs (`python -m app`). Production sets
+# every path explicitly (docs/deploy.md).
+LOCAL_PKI_DIR = Path("../../.lkern/pki")
+# The development issuer of `lkern up` / `lkern token` (lkern_devstack.dev_keys). A deployment
+# sets its identity provider's issuer and JWKS URL; without them no token verifies (the
+# development JWKS file does not exist in an image, so the service does not even start).
+LOCAL_AUTH_ISSUER = "lkern-local-dev"
+LOCAL_AUTH_AUDIENCE = "lkern-api"
+LOCAL_AUTH_JWKS_FILE = "../../.lkern/auth/jwks.json"
 
 
 # === HELPERS ===
@@ -99,6 +110,78 @@ class ServiceSettings(BaseSettings):
     grpc_port: int = 5000
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
 
+    # --- gRPC mutual TLS and authorisation (lkern_common.grpc_auth; docs/deploy.md) ---
+    grpc_tls_ca: Path = Field(
+        default=LOCAL_PKI_DIR / "ca.crt",
+        description="PEM file of the CA whose certificates the gRPC server accepts from "
+        "clients and the gRPC clients accept from servers (TLS cannot be turned off)",
+    )
+    grpc_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate of this service: its gRPC server certificate and its "
+        "client certificate (SAN = the service name, its identity)",
+    )
+    grpc_tls_key: Path | None = Field(default=None, description="PEM private key of GRPC_TLS_CERT")
+    grpc_client_scopes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Scopes each calling service (the service name in its client "
+        'certificate) has on this gRPC server, JSON: {"lkms102-orders": ["contacts:read"]}',
+    )
+
+    # --- event signatures (lkern_common.event_signing; docs/events.md) ---
+    event_signing_key_file: Path | None = Field(
+        default=None,
+        description="Private JWK (JSON, with its kid) this service signs its events with",
+    )
+    event_trusted_jwks: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Public keys (JWKS files) of the services whose events this service "
+        'consumes, by service name, JSON: {"lkms101-contacts": "/keys/contacts.jwks.json"}',
+    )
+
+    # --- authentication (lkern_common.auth; README "Calling the API") ---
+    # Every REST route except /health, /ready, / and the API docs needs a bearer token; no
+    # setting turns that off. The local defaults are the development key that `lkern up` (or
+    # `lkern token`) makes under .lkern/auth/, seen from a service's folder.
+    auth_issuer: str = Field(
+        default=LOCAL_AUTH_ISSUER,
+        description="The `iss` every access token must have (your identity provider's issuer)",
+    )
+    auth_audience: str = Field(
+        default=LOCAL_AUTH_AUDIENCE,
+        description="A value the `aud` of every access token must be or contain",
+    )
+    auth_jwks_url: str = Field(
+        default="",
+        description="URL of the issuer's JWKS (its public signing keys); when set it is used "
+        "instead of AUTH_JWKS_FILE",
+    )
+    auth_jwks_file: str = Field(
+        default=LOCAL_AUTH_JWKS_FILE,
+        description="A JWKS file of the public signing keys (when AUTH_JWKS_URL is empty); "
+        "relative paths are relative to the service's folder",
+    )
+    auth_leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on exp / nbf"
+    )
+    auth_jwks_min_refresh_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A token naming an unknown key id reads the JWKS again, at most this often",
+    )
+    auth_jwks_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="The JWKS is read again when older than this"
+    )
+    auth_jwks_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of one fetch of AUTH_JWKS_URL"
+    )
+    auth_token_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Verified tokens kept (by hash, until they expire) so a request does not "
+        "pay a signature check each time; 0 verifies every request",
+    )
+
     # --- database ---
     database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/postgres"
     # Sessions wait their turn for one of these (Database's FIFO gate). Overflow connections
@@ -119,6 +202,32 @@ class ServiceSettings(BaseSettings):
     kafka_enable_idempotence: bool = False
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
+
+    # --- Kafka security (lkern_common.kafka.security; docs/deploy.md) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How the Kafka clients connect: PLAINTEXT for the local broker, SASL_SSL "
+        "in production",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism (with a SASL_* protocol)"
+    )
+    kafka_sasl_username: str = Field(
+        default="", description="SASL user name (with a SASL_* protocol; e.g. the service name)"
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), description="SASL password (with a SASL_* protocol)"
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA file the Kafka clients trust (SSL / SASL_SSL; empty: the system's)",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate for Kafka (SSL client authentication)"
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of KAFKA_SSL_CERT_FILE"
+    )
 
     # --- Kafka consumer (lkern_common.kafka.consumer; docs in that module) ---
     kafka_consumer_session_timeout_ms: int = Field(default=10000, ge=1000)
@@ -193,6 +302,20 @@ class ServiceSettings(BaseSettings):
     def _asyncpg_driver(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator(
+        "grpc_tls_cert",
+        "grpc_tls_key",
+        "event_signing_key_file",
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        """``VAR=`` (empty) means "not set", not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_list(cls, value: Any) -> Any:
@@ -207,4 +330,15 @@ class ServiceSettings(BaseSettings):
             )
         if not self.kafka_client_id:
             self.kafka_client_id = self.service_name
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_sasl_credentials(self) -> "ServiceSettings":
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
         return self

@@ -16,6 +16,7 @@ import grpc
 from app.database import Database
 from app.grpc import contacts_pb2, contacts_pb2_grpc
 from app.services.contacts_service import ContactNotFoundError, ContactRow, ContactsReader
+from lkern_common.grpc_auth import requires_scope
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def contact_to_proto(contact: ContactRow) -> contacts_pb2.Contact:
 
 
 # === SERVICER ===
+# Each RPC declares the scope it needs (@requires_scope); the server refuses a method without
+# one, and the authorisation interceptor checks the caller (lkern_common.grpc_auth).
 class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     """
     gRPC servicer for contacts operations. Every call only reads: one autocommit query on the
@@ -53,6 +56,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     def __init__(self, db: Database) -> None:
         self.contacts = ContactsReader(db)
 
+    @requires_scope("contacts:read")
     async def GetContact(
         self, request: contacts_pb2.GetContactRequest, context: Context
     ) -> contacts_pb2.GetContactResponse:
@@ -63,6 +67,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         logger.debug("gRPC: Retrieved contact %s", request.id)
         return contacts_pb2.GetContactResponse(contact=contact_to_proto(contact))
 
+    @requires_scope("contacts:read")
     async def GetContactsByIds(
         self, request: contacts_pb2.GetContactsByIdsRequest, context: Context
     ) -> contacts_pb2.GetContactsByIdsResponse:
@@ -78,6 +83,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
             contacts=[contact_to_proto(contact) for contact in contacts]
         )
 
+    @requires_scope("contacts:read")
     async def ValidateContact(
         self, request: contacts_pb2.ValidateContactRequest, context: Context
     ) -> contacts_pb2.ValidateContactResponse:

@@ -3,8 +3,8 @@
 FILE: contact.py
 PATH: /services/lkms101-contacts/app/models/contact.py
 DESCRIPTION: SQLAlchemy model for contacts table
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 """
 
@@ -31,6 +31,7 @@ class Contact(Base):
         version: Grows by one with every change (event ordering, optimistic concurrency)
         created_at: Timestamp when created
         updated_at: Timestamp when last updated
+        created_by, updated_by: Who created / last changed it (the access token's subject)
     """
 
     __tablename__ = "contacts"
@@ -58,6 +59,16 @@ class Contact(Base):
         nullable=False,
         server_default=text("1"),
         comment="Version of the contact: 1 when created, +1 on every change",
+    )
+
+    # === WHO ===
+    # The subject (access token `sub`) of the request that made the change; NULL for rows
+    # made before authentication and until the first change (updated_by).
+    created_by: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="Subject (token sub) that created the contact"
+    )
+    updated_by: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="Subject (token sub) of the last change"
     )
 
     # === TIMESTAMPS ===

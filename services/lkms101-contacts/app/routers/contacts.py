@@ -4,7 +4,7 @@ FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 02:35:00
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
@@ -18,6 +18,7 @@ from app.database import DatabaseDep, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
+from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.database import INT32_MAX
 from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
 from lkern_common.web.conditional import (
@@ -29,6 +30,7 @@ from lkern_common.web.conditional import (
     not_modified,
     set_etag,
 )
+from lkern_common.web.security import requires
 
 # === ROUTER ===
 router = APIRouter(prefix="/contacts", tags=["contacts"])
@@ -54,12 +56,14 @@ async def get_contacts_reader(db: DatabaseDep) -> ContactsReader:
 ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
 ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
 
+# Each route declares the scope it needs in its decorator (`requires`): reads contacts:read,
+# changes contacts:write. A route without one makes the app refuse to start.
 # Routes return the contact (a record, or the ORM object after a change); FastAPI validates and
 # serialises it once, as `response_model` (ContactResponse).
 
 
 # === GET ALL CONTACTS ===
-@router.get("/", response_model=list[ContactResponse])
+@router.get("/", response_model=list[ContactResponse], dependencies=[requires(CONTACTS_READ)])
 async def get_contacts(
     service: ReaderDep,
     response: Response,
@@ -84,6 +88,7 @@ async def get_contacts(
     "/{contact_id}",
     response_model=ContactResponse,
     responses={200: {"headers": ETAG_RESPONSE_HEADER}, **NOT_MODIFIED_RESPONSE, **ERROR_RESPONSES},
+    dependencies=[requires(CONTACTS_READ)],
 )
 async def get_contact(
     contact_id: ContactId,
@@ -109,6 +114,7 @@ async def get_contact(
         400: {"description": "Email already exists"},
         **IDEMPOTENCY_RESPONSES,
     },
+    dependencies=[requires(CONTACTS_WRITE)],
 )
 async def create_contact(
     contact: ContactCreate, service: ServiceDep, idempotency: IdempotencyDep
@@ -134,6 +140,7 @@ async def create_contact(
         400: {"description": "Email already exists"},
         **PRECONDITION_RESPONSES,
     },
+    dependencies=[requires(CONTACTS_WRITE)],
 )
 async def update_contact(
     contact_id: ContactId,
@@ -153,6 +160,7 @@ async def update_contact(
     "/{contact_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**ERROR_RESPONSES, **PRECONDITION_RESPONSES},
+    dependencies=[requires(CONTACTS_WRITE)],
 )
 async def delete_contact(contact_id: ContactId, service: ServiceDep, if_match: IfMatchDep) -> None:
     """Delete contact (hard delete; 412 when `If-Match` is stale)."""

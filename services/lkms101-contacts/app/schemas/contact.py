@@ -3,8 +3,8 @@
 FILE: contact.py
 PATH: /services/lkms101-contacts/app/schemas/contact.py
 DESCRIPTION: Pydantic schemas for contact request/response validation
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 """
 
@@ -80,6 +80,8 @@ class ContactResponse(BaseModel):
     version: int = Field(..., description="1 when created, +1 on every change")
     created_at: datetime
     updated_at: datetime | None = None
+    created_by: str | None = Field(None, description="Who created it (the token's subject)")
+    updated_by: str | None = Field(None, description="Who changed it last (null until changed)")
 
 
 # === LIST RESPONSE ===

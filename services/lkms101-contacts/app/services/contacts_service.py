@@ -4,7 +4,7 @@ FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
 VERSION: v1.4.0
-UPDATED: 2026-12-02 02:35:00
+UPDATED: 2026-12-02 03:10:00
 ================================================================
 """
 
@@ -34,6 +34,7 @@ from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactUpdate
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import BadRequestError, NotFoundError
+from lkern_common.request_context import get_subject
 from lkern_common.web.conditional import IfMatch
 
 # === LOGGING ===
@@ -144,7 +145,9 @@ class ContactsReader:
 class ContactsService:
     """
     Contacts changes. Works inside the caller's transaction: it flushes, never commits
-    (the request owns the transaction).
+    (the request owns the transaction). Who makes a change is the current request's subject
+    (lkern_common.request_context.get_subject: the access token's `sub`): it is stored as
+    created_by / updated_by and carried by the change's event as `actor`.
     """
 
     def __init__(self, session: AsyncSession) -> None:
@@ -155,7 +158,8 @@ class ContactsService:
         """Create a contact (and its ContactCreated event); DuplicateEmailError when taken."""
         connection = await self.session.connection()
         try:
-            result = await connection.execute(INSERT_CONTACT, data.model_dump())
+            values = {**data.model_dump(), "created_by": get_subject()}
+            result = await connection.execute(INSERT_CONTACT, values)
             contact: NewContact = result.one()
         except IntegrityError as error:
             self._raise_duplicate_email(error, data.email)
@@ -181,6 +185,7 @@ class ContactsService:
         for field in changed:
             setattr(contact, field, getattr(data, field))
         if changed:  # a request that changes nothing writes nothing and publishes nothing
+            contact.updated_by = get_subject()
             await self._flush(contact.email)
             assert contact.updated_at is not None  # set by the UPDATE, read back by RETURNING
             await record_contact_event(

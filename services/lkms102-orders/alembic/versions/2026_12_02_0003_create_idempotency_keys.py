@@ -1,7 +1,7 @@
 """create idempotency_keys (stored answers of POSTs with an Idempotency-Key)
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 02:30:00
 """
 
@@ -14,7 +14,7 @@ from lkern_common.idempotency import create_idempotency_table_v1, drop_idempoten
 
 # === REVISION IDENTIFIERS ===
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

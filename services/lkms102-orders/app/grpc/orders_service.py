@@ -18,6 +18,7 @@ from app.grpc import orders_pb2, orders_pb2_grpc
 from app.services.money import format_decimal
 from app.services.order_status import OrderStatus
 from app.services.orders_service import OrderNotFoundError, OrdersReader, OrderView
+from lkern_common.grpc_auth import requires_scope
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ def order_to_proto(view: OrderView) -> orders_pb2.Order:
 
 
 # === SERVICER ===
+# Each RPC declares the scope it needs (@requires_scope); the server refuses a method without
+# one, and the authorisation interceptor checks the caller (lkern_common.grpc_auth).
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     """
     gRPC servicer for orders (reads only). Each call reads in autocommit on the shared pool
@@ -69,6 +72,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     def __init__(self, db: Database) -> None:
         self.orders = OrdersReader(db)
 
+    @requires_scope("orders:read")
     async def GetOrder(
         self, request: orders_pb2.GetOrderRequest, context: Context
     ) -> orders_pb2.GetOrderResponse:
@@ -80,6 +84,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         logger.debug("gRPC: Retrieved order %s", request.id)
         return orders_pb2.GetOrderResponse(order=order_to_proto(view))
 
+    @requires_scope("orders:read")
     async def GetOrdersByContact(
         self, request: orders_pb2.GetOrdersByContactRequest, context: Context
     ) -> orders_pb2.GetOrdersByContactResponse:

@@ -3,8 +3,8 @@
 FILE: server.py
 PATH: /services/lkms102-orders/app/grpc/server.py
 DESCRIPTION: gRPC server setup for orders service (health, reflection, shared pool)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:20:00
 ================================================================
 """
 
@@ -13,6 +13,7 @@ from app.config import Settings
 from app.database import Database
 from app.grpc import orders_pb2_grpc
 from app.grpc.orders_service import OrdersServicer
+from lkern_common.auth import TokenVerifier
 from lkern_common.grpc_server import GrpcServer, start_service_grpc_server
 
 # === CONSTANTS ===
@@ -20,10 +21,14 @@ SERVICE_NAME = "orders.OrdersService"
 
 
 # === SERVER ===
-async def start_grpc_server(settings: Settings, db: Database) -> GrpcServer:
+async def start_grpc_server(
+    settings: Settings, db: Database, token_verifier: TokenVerifier
+) -> GrpcServer:
     """
     The orders gRPC server on GRPC_HOST:GRPC_PORT (5102), sharing the app's pool. Health
-    reports SERVING only while the database answers; reflection lists the service.
+    reports SERVING only while the database answers; reflection lists the service. Callers
+    are services with a client certificate (GRPC_CLIENT_SCOPES) or bearer tokens checked by
+    ``token_verifier`` (the app's REST verifier).
     """
     return await start_service_grpc_server(
         settings,
@@ -31,4 +36,5 @@ async def start_grpc_server(settings: Settings, db: Database) -> GrpcServer:
         orders_pb2_grpc.add_OrdersServiceServicer_to_server,
         OrdersServicer(db),
         SERVICE_NAME,
+        token_verifier=token_verifier,
     )

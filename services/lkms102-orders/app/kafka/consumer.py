@@ -3,14 +3,17 @@
 FILE: consumer.py
 PATH: /services/lkms102-orders/app/kafka/consumer.py
 DESCRIPTION: Kafka consumer for contact events: keeps the local contacts read model up to date
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 
 Consumer group ``lkms102-orders-group`` reads ``lkern.contacts.created|updated|deleted`` through
 the shared idempotent consumer (lkern_common.kafka.consumer): each event is applied and its
 ``event_id`` recorded in the inbox in one transaction, the offset is committed after that, a
 failing event is retried with backoff and then sent to ``lkern.orders.dlq``.
+
+Only events signed by lkms101-contacts are applied (its public keys: EVENT_TRUSTED_JWKS); an
+unsigned or forged one goes to ``lkern.orders.dlq`` with reason ``bad-signature``.
 
 Each event carries the full contact snapshot (``contact``: id, name, email, is_active, version…)
 next to the standard's fields; the read model applies it only when its version is newer
@@ -24,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
+from app.config import CONTACTS_SERVICE, Settings
 from app.database import Database
 from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
 from lkern_common.database import INT32_MAX
@@ -120,4 +123,5 @@ def create_contact_events_consumer(settings: Settings, db: Database) -> Idempote
         group_id=settings.kafka_consumer_group_id,
         handlers=CONTACT_EVENT_HANDLERS,
         dead_letter_topic=settings.kafka_dlq_topic,
+        publishers=dict.fromkeys(CONTACT_TOPICS, CONTACTS_SERVICE),
     )

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /services/lkms102-orders/app/kafka/events.py
 DESCRIPTION: Order events (lkern.orders.*): payloads, written to the outbox with the change
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -81,6 +81,9 @@ def order_snapshot(view: OrderView) -> dict[str, Any]:
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat() if order.updated_at else None,
         "version": order.version,
+        "created_by": order.created_by,
+        "updated_by": order.updated_by,
+        "status_changed_by": order.status_changed_by,
     }
 
 

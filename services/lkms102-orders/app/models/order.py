@@ -3,8 +3,8 @@
 FILE: order.py
 PATH: /services/lkms102-orders/app/models/order.py
 DESCRIPTION: SQLAlchemy models for the orders and order_lines tables
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -61,6 +61,8 @@ class Order(Base):
         total: Sum of the line totals (computed by the service)
         notes: Free text (optional)
         version: 1 when created, +1 on every change
+        created_by, updated_by: Who created / last changed it (the access token's subject)
+        status_changed_by, status_changed_at: Who last changed its status, and when
         created_at, updated_at: Timestamps
     """
 
@@ -104,6 +106,27 @@ class Order(Base):
         nullable=False,
         server_default=text("1"),
         comment="Version of the order: 1 when created, +1 on every change",
+    )
+
+    # === WHO ===
+    # The subject (access token `sub`) of the request that made the change; NULL for rows
+    # made before authentication and until the first change / status change.
+    created_by: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="Subject (token sub) that created the order"
+    )
+    updated_by: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="Subject (token sub) of the last change"
+    )
+    status_changed_by: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="Subject (token sub) of the last status change"
+    )
+    status_changed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        nullable=True,
+        # Set to now() by a status change; FetchedValue makes the UPDATE return it (RETURNING)
+        # instead of leaving an expired attribute that would need a lazy load.
+        server_onupdate=FetchedValue(),
+        comment="When the status last changed",
     )
 
     # === TIMESTAMPS ===

@@ -4,7 +4,7 @@ FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
@@ -25,6 +25,7 @@ from app.schemas.order import (
 from app.services.contact_directory import ContactDirectory
 from app.services.order_status import OrderStatus
 from app.services.orders_service import OrdersReader, OrdersService, OrderView
+from lkern_common.auth import ORDERS_READ, ORDERS_WRITE
 from lkern_common.database import INT32_MAX
 from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
 from lkern_common.web.conditional import (
@@ -36,6 +37,7 @@ from lkern_common.web.conditional import (
     not_modified,
     set_etag,
 )
+from lkern_common.web.security import requires
 
 # === ROUTER ===
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -64,6 +66,8 @@ async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
     return OrdersReader(db)
 
 
+# Each route declares the scope it needs in its decorator (`requires`): reads orders:read,
+# changes orders:write. A route without one makes the app refuse to start.
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
 ReaderDep = Annotated[OrdersReader, Depends(get_orders_reader)]
 
@@ -86,11 +90,15 @@ def order_response(view: OrderView) -> OrderResponse:
         created_at=order.created_at,
         updated_at=order.updated_at,
         version=order.version,
+        created_by=order.created_by,
+        updated_by=order.updated_by,
+        status_changed_by=order.status_changed_by,
+        status_changed_at=order.status_changed_at,
     )
 
 
 # === GET ALL ORDERS ===
-@router.get("/", response_model=list[OrderResponse])
+@router.get("/", response_model=list[OrderResponse], dependencies=[requires(ORDERS_READ)])
 async def get_orders(
     service: ReaderDep,
     response: Response,
@@ -117,6 +125,7 @@ async def get_orders(
     "/{order_id}",
     response_model=OrderResponse,
     responses={**WITH_ETAG, **NOT_MODIFIED_RESPONSE, **NOT_FOUND},
+    dependencies=[requires(ORDERS_READ)],
 )
 async def get_order(
     order_id: OrderId,
@@ -142,6 +151,7 @@ async def get_order(
         **CONTACT_ERRORS,
         **IDEMPOTENCY_RESPONSES,
     },
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def create_order(
     order: OrderCreate, service: ServiceDep, idempotency: IdempotencyDep
@@ -164,6 +174,7 @@ async def create_order(
     "/{order_id}",
     response_model=OrderResponse,
     responses={**WITH_ETAG, **NOT_FOUND, **CONFLICT, **PRECONDITION_RESPONSES},
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def update_order(
     order_id: OrderId,
@@ -193,6 +204,7 @@ async def update_order(
         **PRECONDITION_RESPONSES,
         **IDEMPOTENCY_RESPONSES,
     },
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def change_order_status(
     order_id: OrderId,
@@ -217,6 +229,7 @@ async def change_order_status(
     "/{order_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**NOT_FOUND, **CONFLICT, **PRECONDITION_RESPONSES},
+    dependencies=[requires(ORDERS_WRITE)],
 )
 async def delete_order(order_id: OrderId, service: ServiceDep, if_match: IfMatchDep) -> None:
     """Delete a draft order (409 for any other status: cancel it instead; 412 when stale)."""

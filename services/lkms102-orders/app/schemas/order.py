@@ -3,8 +3,8 @@
 FILE: order.py
 PATH: /services/lkms102-orders/app/schemas/order.py
 DESCRIPTION: Pydantic schemas for order request/response validation (money as strings in JSON)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -207,3 +207,7 @@ class OrderResponse(BaseModel):
     created_at: datetime
     updated_at: datetime | None = None
     version: int = Field(..., description="1 when created, +1 on every change")
+    created_by: str | None = Field(None, description="Who created it (the token's subject)")
+    updated_by: str | None = Field(None, description="Who changed it last (null until changed)")
+    status_changed_by: str | None = Field(None, description="Who changed its status last")
+    status_changed_at: datetime | None = Field(None, description="When its status changed last")

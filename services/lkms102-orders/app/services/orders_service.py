@@ -4,7 +4,7 @@ FILE: orders_service.py
 PATH: /services/lkms102-orders/app/services/orders_service.py
 DESCRIPTION: Orders logic: reads (OrdersReader); create, edit, status, delete (OrdersService)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -42,6 +42,7 @@ from app.services.money import order_total
 from app.services.order_status import OrderNotEditableError, OrderStatus, check_transition
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import NotFoundError
+from lkern_common.request_context import get_subject
 from lkern_common.web.conditional import IfMatch
 
 # === LOGGING ===
@@ -225,7 +226,9 @@ class OrdersService:
     """
     Orders use cases. Works inside the caller's transaction: it flushes, never commits (the
     request, or the gRPC call, owns the transaction). Every change writes its order event to
-    the outbox in that same transaction.
+    the outbox in that same transaction. Who makes a change is the current request's subject
+    (lkern_common.request_context.get_subject: the access token's `sub`): stored as
+    created_by / updated_by / status_changed_by, carried by the event as `actor`.
     """
 
     def __init__(self, session: AsyncSession, contacts: ContactDirectory | None = None) -> None:
@@ -296,6 +299,7 @@ class OrdersService:
             "currency": data.currency,
             "total": order_total(line["line_total"] for line in lines),
             "notes": data.notes,
+            "created_by": get_subject(),
         }
         order: NewRow = (await connection.execute(INSERT_ORDER, new_order)).one()
         for line in lines:
@@ -329,6 +333,7 @@ class OrdersService:
             # Changing only lines leaves the orders row untouched: touch it so that `version`
             # and `updated_at` move (the version also guards against a lost update).
             order.updated_at = func.now()
+            order.updated_by = get_subject()
             await self.session.flush()
             view = await self._view(order)
             await record_order_event(self.session, OrderEventType.UPDATED, view)
@@ -381,6 +386,8 @@ class OrdersService:
         previous = OrderStatus(order.status)
         check_transition(order.number, previous, target)  # it may have changed meanwhile
         order.status = target
+        order.updated_by = order.status_changed_by = get_subject()
+        order.status_changed_at = func.now()
         await self.session.flush()
         view = await self._view(order)
         await record_order_event(

@@ -2,9 +2,9 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status for the local stack
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+DESCRIPTION: The lkern command: up, migrate, status, token for the local stack
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:00:00
 ================================================================
 """
 
@@ -21,7 +21,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lkern_common.auth import ALL_SCOPES
 from lkern_devstack.demo import load_demo_data
+from lkern_devstack.dev_keys import DEFAULT_SUBJECT, dev_auth, parse_ttl
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.process import ServiceProcessError
 from lkern_devstack.stack import (
     SERVICES,
@@ -202,6 +205,7 @@ def up(
             load_demo(stack)
         if not stop.event.is_set():
             print_table(stack_table(stack))
+            print_token_help(stack, with_token=demo)
             console.print("Press Ctrl-C to stop everything.")
             _Output.direct = True
             exit_code = run_until_stopped(stack, stop)
@@ -220,6 +224,7 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
     services = present_services()
     stack.check_ports(services)
     steps = [
+        ("Development certificates and signing keys", stack.ensure_pki),
         ("Starting PostgreSQL", stack.start_postgres),
         ("Creating databases", lambda: stack.create_databases(services)),
         ("Starting the Kafka broker", stack.start_broker),
@@ -243,10 +248,34 @@ def start_stack(stack: LocalStack, stop: StopSignal) -> None:
         console.print(f"[green]✓[/] {process.name} ready")
 
 
+def print_token_help(stack: LocalStack, *, with_token: bool) -> None:
+    """How to call the API: every route but /health, /ready, / and the docs needs a token."""
+    contacts = next((p.base_url for p in stack.processes), "http://127.0.0.1:4101")
+    command = ".venv/bin/lkern token"
+    if stack.settings.data_dir != StackSettings().data_dir:
+        command += f" --data-dir {stack.settings.data_dir}"
+    console.print(
+        f"The API needs a bearer token (every scope, 12 h): {command}  "
+        "(--scope contacts:read … to narrow it). In /docs: Authorize, paste it.",
+        markup=False,
+    )
+    console.print(
+        f'  curl -H "Authorization: Bearer $({command})" {contacts}/api/v1/contacts/',
+        soft_wrap=True,
+        markup=False,
+    )
+    if with_token:
+        console.print("A token ready to paste (every scope, 12 h):")
+        console.file.write(stack.auth.mint() + "\n")
+
+
 def load_demo(stack: LocalStack) -> None:
     urls = {p.name: p.base_url for p in stack.processes}
     loaded = load_demo_data(
-        stack.settings.data_dir, urls["lkms101-contacts"], urls.get("lkms102-orders")
+        stack.settings.data_dir,
+        urls["lkms101-contacts"],
+        urls.get("lkms102-orders"),
+        stack.auth.mint(subject="demo", ttl_seconds=600),
     )
     if loaded is None:
         console.print("Demo data was loaded before: not loading it again.")
@@ -289,6 +318,21 @@ def migrate(
 
 
 @app.command()
+def pki(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Folder [default: the data folder's pki/]")
+    ] = None,
+) -> None:
+    """
+    Create (once) the development CA, a gRPC certificate and an event signing key per service:
+    what `lkern up` uses, and what the compose stack mounts (LKERN_PKI_DIR).
+    """
+    target = directory or StackSettings().data_dir / "pki"
+    DevPki(target).ensure(service.name for service in SERVICES)
+    console.print(f"[green]✓[/] Development CA, certificates and event keys in {target}")
+
+
+@app.command()
 def status() -> None:
     """Show which parts of the stack answer, and where."""
     settings = StackSettings()
@@ -312,6 +356,40 @@ def status() -> None:
             table.add_row(service.name, url, state)
     console.print(table)
     raise typer.Exit(0 if all_ready else 1)
+
+
+@app.command()
+def token(
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", "-s", help="A scope to grant (repeat it); default: every scope"),
+    ] = None,
+    subject: Annotated[
+        str, typer.Option(help="Who the token speaks for (recorded as created_by / updated_by)")
+    ] = DEFAULT_SUBJECT,
+    ttl: Annotated[str, typer.Option(help="Lifetime: 900, 15m, 12h, 7d")] = "12h",
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder [env LKERN_DATA_DIR]")] = None,
+) -> None:
+    """
+    Print an access token signed with the local stack's development key (made on first use),
+    for curl (``Authorization: Bearer …``) and the Swagger UI's Authorize button.
+    """
+    settings = StackSettings.model_validate({"data_dir": data_dir} if data_dir else {})
+    unknown = sorted(set(scope or []) - set(ALL_SCOPES))
+    try:
+        seconds = parse_ttl(ttl)
+    except ValueError as error:
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(2) from None
+    if unknown:
+        console.print(
+            f"[bold red]Unknown scope {', '.join(unknown)}[/]; the scopes: {', '.join(ALL_SCOPES)}"
+        )
+        raise typer.Exit(2)
+    minted = dev_auth(settings.data_dir).mint(
+        scopes=scope or ALL_SCOPES, subject=subject, ttl_seconds=seconds
+    )
+    console.file.write(minted + "\n")
 
 
 @app.command(

@@ -34,17 +34,19 @@ MARKER = "demo-loaded"
 
 # === LOADER ===
 def load_demo_data(
-    data_dir: Path, contacts_url: str, orders_url: str | None
+    data_dir: Path, contacts_url: str, orders_url: str | None, token: str
 ) -> tuple[int, int] | None:
     """
     Create the demo contacts and orders through the public REST APIs, once: a marker file in
     the data folder remembers it (None when it was loaded before). Returns what was created.
+    ``token``: an access token with contacts:write and orders:write (subject "demo").
     """
     marker = data_dir / MARKER
     if marker.exists():
         return None
     contact_ids: list[int] = []
-    with httpx.Client(timeout=10.0) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=10.0, headers=headers) as client:
         for contact in DEMO_CONTACTS:
             response = client.post(f"{contacts_url}/api/v1/contacts/", json=contact)
             if response.status_code == 201:

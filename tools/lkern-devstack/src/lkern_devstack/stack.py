@@ -3,8 +3,8 @@
 FILE: stack.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/stack.py
 DESCRIPTION: The local stack: which parts run where, started and stopped in order
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:00:00
 ================================================================
 """
 
@@ -24,6 +24,8 @@ from sqlalchemy import make_url
 from lkern_common.migrations import ensure_database
 from lkern_common.settings import normalize_database_url
 from lkern_devstack.broker import LocalBroker
+from lkern_devstack.dev_keys import DevAuth, dev_auth
+from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
 from lkern_devstack.process import REPO_ROOT, SERVICES_DIR, LineSink, ServiceProcess
 
@@ -70,6 +72,8 @@ class ServiceDefinition:
     database: str
     http_port_field: str
     grpc_port_field: str
+    # Services whose events this one consumes: it trusts their event signing keys.
+    trusts_events_of: tuple[str, ...] = ()
 
     @property
     def service_dir(self) -> Path:
@@ -92,7 +96,13 @@ SERVICES = (
     ServiceDefinition(
         "lkms101-contacts", "lkms101_contacts", "contacts_http_port", "contacts_grpc_port"
     ),
-    ServiceDefinition("lkms102-orders", "lkms102_orders", "orders_http_port", "orders_grpc_port"),
+    ServiceDefinition(
+        "lkms102-orders",
+        "lkms102_orders",
+        "orders_http_port",
+        "orders_grpc_port",
+        trusts_events_of=("lkms101-contacts",),
+    ),
 )
 
 
@@ -138,6 +148,7 @@ class LocalStack:
         self.broker: LocalBroker | None = None
         self.processes: list[ServiceProcess] = []
         self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._auth: DevAuth | None = None
 
     # --- what runs where ---
     @property
@@ -155,9 +166,23 @@ class LocalStack:
             )
         return server.set(database=service.database).render_as_string(hide_password=False)
 
+    @property
+    def pki(self) -> DevPki:
+        """The development CA, certificates and event keys under the data folder."""
+        return DevPki(self.settings.data_dir / "pki")
+
+    @property
+    def auth(self) -> DevAuth:
+        """The stack's development token issuer (key made under <data>/auth/ on first use)."""
+        if self._auth is None:
+            self._auth = dev_auth(self.settings.data_dir)
+        return self._auth
+
     def service_env(self, service: ServiceDefinition) -> dict[str, str]:
         contacts = SERVICES[0]
         return {
+            **self.pki.service_env(service.name, service.trusts_events_of),
+            **self.auth.service_env(),
             "DATABASE_URL": self.database_url(service),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KAFKA_ENABLE_IDEMPOTENCE": "false" if self.broker else "true",
@@ -198,6 +223,10 @@ class LocalStack:
 
     def _postgres_dir(self) -> Path:
         return self.settings.data_dir / "postgres"
+
+    def ensure_pki(self) -> None:
+        """Make the development CA, each service's certificate and event key (once; kept)."""
+        self.pki.ensure(service.name for service in SERVICES)
 
     def start_postgres(self) -> None:
         if self.settings.database_url:

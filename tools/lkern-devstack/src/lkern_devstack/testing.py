@@ -2,34 +2,51 @@
 ================================================================
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
-DESCRIPTION: Test support shared by every service's tests: a fresh migrated database, a broker
-VERSION: v1.3.0
-UPDATED: 2026-12-02 03:05:00
+DESCRIPTION: Test support of every service's tests: database, broker, tokens, dev PKI, TLS channels
+VERSION: v1.4.0
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
 # === IMPORTS ===
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
+import shutil
+import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import grpc
+import grpc.aio
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
 from sqlalchemy import text as sa_text
 
+from lkern_common.auth import ALL_SCOPES
 from lkern_common.database import Database
 from lkern_common.migrations import drop_database, ensure_database, upgrade_to_head
 from lkern_devstack.broker import LocalBroker, free_port
+from lkern_devstack.dev_keys import SigningKey, write_jwks
+from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.stack import SERVICES
 from lkern_devstack.testpostgres import get_test_postgres_url
+
+# === CONSTANTS ===
+TEST_ISSUER = "https://issuer.test/lkern"
+TEST_AUDIENCE = "lkern-api"
+TEST_SUBJECT = "test-user"
 
 
 # === TEST DATABASE ===
@@ -90,6 +107,140 @@ class TestDatabase:
             await connection.close()
 
 
+# === ACCESS TOKENS ===
+class TestTokens:
+    """
+    A test run's token issuer: a signing key, its JWKS file in ``directory`` and access tokens
+    signed with it. Every service's conftest makes one per session and gives its settings to
+    the app (``Settings(**tokens.settings(), ...)``); the ``client`` fixture sends
+    ``tokens.bearer()`` (every scope) on every request::
+
+        response = await client.get(url, headers=tokens.bearer(CONTACTS_READ, subject="bob"))
+        token = tokens.mint(scopes=[...], subject="...", ttl_seconds=60, kid=..., nbf=...)
+
+    ``rotate()`` puts a new key in the JWKS (the old one stays unless ``keep_old=False``) and
+    signs with it from then on.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self, directory: Path, *, issuer: str = TEST_ISSUER, audience: str = TEST_AUDIENCE
+    ) -> None:
+        self.jwks_file = directory / "jwks.json"
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = [SigningKey.generate()]
+        write_jwks(self.jwks_file, self.keys)
+
+    @classmethod
+    def temporary(cls) -> "TestTokens":
+        """An issuer whose JWKS file is in a new temporary folder, removed when the run ends."""
+        directory = Path(tempfile.mkdtemp(prefix="lkern-test-tokens-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        return cls(directory)
+
+    @property
+    def key(self) -> SigningKey:
+        """The key tokens are signed with now."""
+        return self.keys[-1]
+
+    def settings(self) -> dict[str, Any]:
+        """Service settings that trust this issuer (AUTH_* as Settings keyword arguments)."""
+        return {
+            "auth_issuer": self.issuer,
+            "auth_audience": self.audience,
+            "auth_jwks_file": str(self.jwks_file),
+            "auth_jwks_url": "",
+        }
+
+    def mint(
+        self,
+        scopes: Iterable[str] = ALL_SCOPES,
+        *,
+        subject: str = TEST_SUBJECT,
+        ttl_seconds: float = 3600,
+        kid: str | None = None,
+        key: SigningKey | None = None,
+        **claims: Any,
+    ) -> str:
+        """A token of this issuer; ``claims`` add or override any claim (iss, aud, nbf…)."""
+        signer = key or self.key
+        if kid is not None:
+            signer = SigningKey(kid, signer.private_key)
+        options: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
+        for name, option in (("iss", "issuer"), ("aud", "audience")):
+            if name in claims:
+                options[option] = claims.pop(name)
+        return signer.mint(
+            subject=subject, scopes=scopes, ttl_seconds=ttl_seconds, **options, **claims
+        )
+
+    def bearer(self, *scopes: str, subject: str = TEST_SUBJECT) -> dict[str, str]:
+        """``{"Authorization": "Bearer …"}`` with ``scopes`` (every scope when none given)."""
+        token = self.mint(scopes or ALL_SCOPES, subject=subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    def rotate(self, *, keep_old: bool = True) -> SigningKey:
+        """A new signing key in the JWKS file; returns it."""
+        new = SigningKey.generate()
+        self.keys = [*self.keys, new] if keep_old else [new]
+        write_jwks(self.jwks_file, self.keys)
+        return new
+
+
+class JwksServer:
+    """
+    A real HTTP server on 127.0.0.1 (a free port) serving a JWKS the test can replace, as an
+    identity provider's ``jwks_uri``: point AUTH_JWKS_URL at ``server.url``::
+
+        with JwksServer(tokens.keys) as server:
+            settings = Settings(**tokens.settings(), auth_jwks_url=server.url)
+            server.publish([*tokens.keys, new_key])   # the issuer rotates a key in
+
+    ``requests`` counts the fetches.
+    """
+
+    __test__ = False
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self.document = b""
+        self.requests = 0
+        self.publish(keys)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(server.document)))
+                self.end_headers()
+                self.wfile.write(server.document)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/jwks.json"
+
+    def publish(self, keys: Iterable[SigningKey]) -> None:
+        """Serve these keys from now on."""
+        self.document = json.dumps({"keys": [key.public_jwk() for key in keys]}).encode()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
 # === STATEMENTS SENT ===
 @contextlib.asynccontextmanager
 async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
@@ -144,6 +295,45 @@ async def wait_for_lock_waiters(db: Database, count: int, timeout_s: float = 30.
             await asyncio.sleep(0.02)
 
 
+# === DEVELOPMENT PKI ===
+# A client certificate with no scopes anywhere (tests: "a service the server does not know").
+TEST_CLIENT = "lkern-test-client"
+
+
+def make_dev_pki(directory: Path, *names: str) -> DevPki:
+    """
+    A development CA in ``directory`` with a certificate and an event signing key for every
+    service of the stack, the test client ``TEST_CLIENT``, and ``names``. A session fixture::
+
+        @pytest.fixture(scope="session")
+        def dev_pki(tmp_path_factory):
+            return make_dev_pki(tmp_path_factory.mktemp("pki"))
+
+    Point a service at it with ``Settings(**dev_pki.grpc_tls_settings(name),
+    **dev_pki.event_settings(name, trusted))`` or, for a process, ``dev_pki.service_env(...)``.
+    """
+    return DevPki(directory).ensure([*(s.name for s in SERVICES), TEST_CLIENT, *names])
+
+
+@functools.cache
+def shared_dev_pki() -> DevPki:
+    """
+    One development PKI per test process (``make_dev_pki`` in a temporary folder removed at
+    exit), for helpers that are not fixtures. ``TEST_CLIENT``'s event key signs test events.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="lkern-test-pki-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return make_dev_pki(directory)
+
+
+def tls_channel(
+    pki: DevPki, target: str, identity: str, *, options: Iterable[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio gRPC channel to ``target`` over mutual TLS, as ``identity`` (its cert)."""
+    credentials = pki.tls_files(identity).channel_credentials()
+    return grpc.aio.secure_channel(target, credentials, options=list(options))
+
+
 # === TEST BROKER ===
 @contextmanager
 def running_broker(log_file: Path | None = None) -> Iterator[LocalBroker]:
@@ -174,6 +364,7 @@ class CollectedEvent:
     key: str | None
     value: dict[str, Any]
     headers: dict[str, str]
+    raw: bytes = b""  # the value's bytes, as published (what its signature covers)
 
     @property
     def event_id(self) -> str:
@@ -251,6 +442,7 @@ class EventCollector:
                             key=None if record.key is None else record.key.decode(),
                             value=json.loads(record.value) if record.value else {},
                             headers={name: value.decode() for name, value in record.headers},
+                            raw=record.value or b"",
                         )
                     )
             if batches:

@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.0.0
-UPDATED: 2026-11-26 11:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -13,6 +13,13 @@ Configuration (environment, or a `ContactsClientSettings` passed in):
     CONTACTS_GRPC_TIMEOUT_SECONDS  deadline of every call, retries included (default 2.0)
     CONTACTS_GRPC_MAX_ATTEMPTS     attempts on UNAVAILABLE, 1 = no retry (default 3, max 5)
     CONTACTS_GRPC_INITIAL_BACKOFF_SECONDS / _MAX_BACKOFF_SECONDS / _BACKOFF_MULTIPLIER
+    GRPC_TLS_CA / GRPC_TLS_CERT / GRPC_TLS_KEY
+                                   mutual TLS: the CA that signed the contacts server's
+                                   certificate, and the caller's own certificate and key
+                                   (SAN = the calling service's name, its identity there)
+
+The channel is always mutual TLS (lkern_common.grpc_tls); the target's host must be a name in
+the server certificate (the service name, localhost or 127.0.0.1 for the local stack's).
 
 Retries are done by gRPC itself from the channel's service config (`retryPolicy`), only for
 UNAVAILABLE: all three RPCs are reads, so a retry is safe. The current request id
@@ -30,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -39,7 +47,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+from lkern_common.grpc_tls import TlsFiles, tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id
+from lkern_common.settings import LOCAL_PKI_DIR
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -56,7 +66,11 @@ class ContactsClientSettings(BaseSettings):
     """Where and how to call the contacts service (env prefix `CONTACTS_GRPC_`)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CONTACTS_GRPC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CONTACTS_GRPC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     target: str = DEFAULT_CONTACTS_TARGET
@@ -65,6 +79,24 @@ class ContactsClientSettings(BaseSettings):
     initial_backoff_seconds: float = Field(default=0.1, gt=0)
     max_backoff_seconds: float = Field(default=1.0, gt=0)
     backoff_multiplier: float = Field(default=2.0, gt=0)
+    # The caller's own TLS material: the same variables as the service's gRPC server.
+    tls_ca: Path = Field(
+        default=LOCAL_PKI_DIR / "ca.crt",
+        validation_alias="GRPC_TLS_CA",
+        description="PEM file of the CA the contacts server's certificate must be signed by",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        validation_alias="GRPC_TLS_CERT",
+        description="PEM client certificate the client presents (SAN = the caller's name)",
+    )
+    tls_key: Path | None = Field(
+        default=None, validation_alias="GRPC_TLS_KEY", description="PEM key of GRPC_TLS_CERT"
+    )
+
+    def tls_files(self) -> TlsFiles:
+        """The client's TLS files (a clear error when the certificate is not set)."""
+        return tls_files(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 def _duration(seconds: float) -> str:
@@ -151,7 +183,11 @@ class ContactsClient:
         """Initialize client with channel and stub (`host` defaults to CONTACTS_GRPC_TARGET)."""
         self.settings = settings or ContactsClientSettings()
         self.host = host or self.settings.target
-        self.channel = grpc.insecure_channel(self.host, options=channel_options(self.settings))
+        self.channel = grpc.secure_channel(
+            self.host,
+            self.settings.tls_files().channel_credentials(),
+            options=channel_options(self.settings),
+        )
         self.stub = contacts_pb2_grpc.ContactsServiceStub(self.channel)
 
     def get_contact(self, contact_id: int) -> contacts_pb2.Contact | None:
@@ -231,8 +267,10 @@ class AsyncContactsClient:
     def _get_stub(self) -> contacts_pb2_grpc.ContactsServiceAsyncStub:
         """The stub, opening the channel on first use (inside the running event loop)."""
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.host, options=channel_options(self.settings)
+            self._channel = grpc.aio.secure_channel(
+                self.host,
+                self.settings.tls_files().channel_credentials(),
+                options=channel_options(self.settings),
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub

@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.1.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 02:40:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -15,6 +15,11 @@ transaction committed: at-least-once delivery, exactly-once effect.
 Per message, in partition order (see "Batches" below for how consecutive messages share one
 transaction):
 
+0. The signature is checked first (lkern_common.event_signing): the ``x-lkern-signature``
+   header must be a detached JWS over the exact value bytes by a key of the service that owns
+   the topic (``publishers``: topic → service name; its keys from EVENT_TRUSTED_JWKS). An
+   unsigned message, a bad signature or an unknown key goes to the dead-letter topic at once
+   with reason ``bad-signature``; nothing of it is parsed or applied.
 1. The value is decoded as JSON. When it is not a JSON object, or misses the envelope fields
    ``event_id`` (a UUID) and ``event_type`` (a non-empty string), or no handler is registered
    for its ``event_type`` or topic, it goes to the dead-letter topic at once.
@@ -50,8 +55,8 @@ are the original message's, byte for byte, so that it can be replayed as it is; 
 headers are kept (``x-request-id`` among them) and these headers are added (UTF-8 strings):
 
 ========================= =================================================================
-``x-dlq-reason``          ``invalid-json``, ``invalid-envelope``, ``no-handler``,
-                          ``handler-failed``
+``x-dlq-reason``          ``bad-signature``, ``invalid-json``, ``invalid-envelope``,
+                          ``no-handler``, ``handler-failed``
 ``x-dlq-error``           the error text (exception type and message, at most 2000 chars)
 ``x-dlq-attempts``        times the handler ran (0 when it was refused before the handler)
 ``x-dlq-original-topic``  topic, ``…-partition``, ``…-offset``, ``…-timestamp`` (ms) of
@@ -96,8 +101,10 @@ from tenacity import (
 )
 
 from lkern_common.database import Database
+from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
 from lkern_common.kafka.inbox import InboxEvent, purge_inbox
 from lkern_common.kafka.producer import create_producer
+from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
@@ -133,6 +140,7 @@ EventHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 class DeadLetterReason(enum.StrEnum):
     """Why a message went to the dead-letter topic (header ``x-dlq-reason``)."""
 
+    BAD_SIGNATURE = "bad-signature"
     INVALID_JSON = "invalid-json"
     INVALID_ENVELOPE = "invalid-envelope"
     NO_HANDLER = "no-handler"
@@ -306,6 +314,23 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _publishers_verifier(
+    settings: ServiceSettings, topics: Sequence[str], publishers: Mapping[str, str]
+) -> EventVerifier:
+    """The verifier of the topics' publishers; raises when one has no publisher or no keys."""
+    unowned = [topic for topic in topics if not publishers.get(topic)]
+    if unowned:
+        raise ValueError(f"No publisher given for topic(s) {', '.join(unowned)}")
+    sources = sorted({publishers[topic] for topic in topics})
+    untrusted = [source for source in sources if source not in settings.event_trusted_jwks]
+    if untrusted:
+        raise ValueError(
+            f"EVENT_TRUSTED_JWKS has no public keys of {', '.join(untrusted)}: their events "
+            "could not be verified"
+        )
+    return EventVerifier({source: settings.event_trusted_jwks[source] for source in sources})
+
+
 def _retry_errors_except(*excluded: type[Exception]) -> retry_if_exception:
     """
     Retry on any ``Exception`` except ``excluded``. Never on ``CancelledError`` (a
@@ -366,6 +391,8 @@ class IdempotentConsumer:
     In an app's lifespan: ``await consumer.start()`` after the database is up, and
     ``await consumer.stop()`` before it is disposed. ``start()`` returns at once; the consumer
     connects in the background (and keeps trying while the broker is down).
+    ``publishers`` maps every topic to the service that owns it: only that service's signed
+    messages are applied (its public keys: EVENT_TRUSTED_JWKS).
     ``consumer_options`` are extra ``AIOKafkaConsumer`` arguments; ``producer_options`` extra
     arguments of :func:`lkern_common.kafka.producer.create_producer` for the producer that
     publishes to the dead-letter topic (made when first needed).
@@ -380,6 +407,7 @@ class IdempotentConsumer:
         group_id: str,
         handlers: Mapping[str, EventHandler],
         dead_letter_topic: str,
+        publishers: Mapping[str, str],
         consumer_options: Mapping[str, Any] | None = None,
         producer_options: Mapping[str, Any] | None = None,
         inbox_cleanup_interval_s: float = INBOX_CLEANUP_INTERVAL_S,
@@ -390,6 +418,8 @@ class IdempotentConsumer:
             raise ValueError("IdempotentConsumer needs at least one handler")
         if dead_letter_topic in topics:
             raise ValueError(f"The dead-letter topic {dead_letter_topic!r} cannot be consumed")
+        self._publishers = dict(publishers)
+        self._verifier = _publishers_verifier(settings, topics, self._publishers)
         self._settings = settings
         self._db = db
         self._topics = list(topics)
@@ -514,6 +544,7 @@ class IdempotentConsumer:
             "session_timeout_ms": settings.kafka_consumer_session_timeout_ms,
             "heartbeat_interval_ms": settings.kafka_consumer_heartbeat_interval_ms,
             "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+            **kafka_security_options(settings),
         }
         options.update(self._consumer_options)
         consumer = AIOKafkaConsumer(**options)
@@ -669,12 +700,26 @@ class IdempotentConsumer:
         self._count_batch(run, outcomes)
         return len(run)
 
+    def _envelope(self, record: Any) -> Envelope:
+        """
+        The checked envelope of a message: signed by its topic's publisher, then parsed.
+        Raises :class:`InvalidEventError` (``bad-signature`` first).
+        """
+        signature = next(
+            (value for name, value in record.headers or () if name == SIGNATURE_HEADER), None
+        )
+        try:
+            self._verifier.verify(self._publishers[record.topic], record.value, signature)
+        except BadSignatureError as exc:
+            raise InvalidEventError(DeadLetterReason.BAD_SIGNATURE, str(exc)) from None
+        return parse_envelope(record.value)
+
     def _leading_run(self, records: Sequence[Any]) -> list[_Pending]:
         """The leading messages that are valid events with a handler (none after the first not)."""
         run: list[_Pending] = []
         for record in records:
             try:
-                envelope = parse_envelope(record.value)
+                envelope = self._envelope(record)
             except InvalidEventError:
                 break
             handler = self._handlers.get(envelope.event_type) or self._handlers.get(record.topic)
@@ -762,7 +807,7 @@ class IdempotentConsumer:
         its first attempt.
         """
         try:
-            envelope: Envelope | None = parse_envelope(record.value)
+            envelope: Envelope | None = self._envelope(record)
             invalid: InvalidEventError | None = None
         except InvalidEventError as exc:
             envelope, invalid = None, exc

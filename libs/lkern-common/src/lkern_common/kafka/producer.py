@@ -3,8 +3,8 @@
 FILE: producer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/producer.py
 DESCRIPTION: Kafka producer factory: every service's producer is configured the same way
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:55:00
 ================================================================
 
 Services do not publish to Kafka directly: they write events to the transactional outbox
@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from lkern_common.kafka.security import kafka_security_options
 from lkern_common.settings import ServiceSettings
 
 
@@ -33,8 +34,10 @@ def create_producer(
     A producer (not started) that waits for every in-sync replica (``acks="all"``), with
     idempotence from ``KAFKA_ENABLE_IDEMPOTENCE`` (on for Apache Kafka; the local broker does
     not support it), the client id from ``KAFKA_CLIENT_ID`` (default: the service name) and the
-    request timeout from ``KAFKA_REQUEST_TIMEOUT_MS``. aiokafka keeps one request in flight per
-    partition, so messages of one key are written in the order they were sent, also on retries.
+    request timeout from ``KAFKA_REQUEST_TIMEOUT_MS``, security from ``KAFKA_SECURITY_PROTOCOL``,
+    ``KAFKA_SASL_*`` and ``KAFKA_SSL_*`` (:mod:`lkern_common.kafka.security`). aiokafka keeps
+    one request in flight per partition, so messages of one key are written in the order they
+    were sent, also on retries.
     ``options`` are passed to :class:`aiokafka.AIOKafkaProducer` as they are.
     """
     config: dict[str, Any] = {
@@ -43,6 +46,7 @@ def create_producer(
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "request_timeout_ms": settings.kafka_request_timeout_ms,
+        **kafka_security_options(settings),
     }
     config.update(options)
     return AIOKafkaProducer(**config)

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from lkern_common.kafka.producer import bootstrap_servers
+from lkern_common.kafka.security import kafka_security_options
 from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
@@ -45,6 +46,7 @@ async def ensure_topics(
         bootstrap_servers=bootstrap_servers(settings),
         client_id=f"{settings.kafka_client_id}-admin",
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        **kafka_security_options(settings),
     )
     try:
         await admin.start()

@@ -3,8 +3,8 @@
 FILE: relay.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/relay.py
 DESCRIPTION: Outbox relay: publishes unsent outbox rows to Kafka, one active relay per database
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:35:00
 ================================================================
 
 How it works (the contract is in docs/events.md):
@@ -31,6 +31,9 @@ How it works (the contract is in docs/events.md):
 - Delivery is at least once: a crash between the broker's acknowledgement and the ``UPDATE``,
   or a request the broker executed after the client gave up on it, publishes a row again (same
   ``event_id``). Consumers deduplicate by ``event_id`` (inbox).
+- Every message is signed as it is handed to the producer: a detached JWS over the exact value
+  bytes in the ``x-lkern-signature`` header, with the key of ``EVENT_SIGNING_KEY_FILE``
+  (lkern_common.event_signing). A relay without a signing key does not start.
 - Sent rows are deleted ``OUTBOX_RETENTION_SECONDS`` after they were sent. The backlog (unsent
   count, age of the oldest) is on /ready and logged as a warning while it is older than
   ``OUTBOX_BACKLOG_WARN_SECONDS``.
@@ -56,6 +59,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from sqlalchemy import make_url
 
 from lkern_common.database import Database
+from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
 from lkern_common.kafka.producer import create_producer
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox.model import NOTIFY_CHANNEL, OUTBOX_TABLE
@@ -194,6 +198,8 @@ class OutboxRelay:
     has to be up); ``stop()`` lets it finish the current round for up to
     ``OUTBOX_STOP_GRACE_SECONDS``, then cancels it and closes its connection and producer.
     ``topics`` are created (when missing) each time the relay connects to the broker.
+    Every message is signed with ``signer`` (default: EVENT_SIGNING_KEY_FILE's key; a missing
+    or unreadable key raises here, so a service cannot start publishing unsigned events).
     """
 
     def __init__(
@@ -204,7 +210,9 @@ class OutboxRelay:
         topics: Sequence[str] = (),
         producer_factory: ProducerFactory | None = None,
         name: str | None = None,
+        signer: EventSigner | None = None,
     ) -> None:
+        self.signer = signer or EventSigner.from_file(settings.event_signing_key_file)
         self.settings = settings
         self.db = db
         self.topics = list(topics)
@@ -420,14 +428,16 @@ class OutboxRelay:
                 deliveries.append(first_error)  # not handed over: it would wait just the same
                 continue
             try:
+                value = row["payload"].encode()
                 headers = [
-                    (name, str(value).encode())
-                    for name, value in json.loads(row["headers"]).items()
+                    (name, str(header).encode())
+                    for name, header in json.loads(row["headers"]).items()
                 ]
+                headers.append((SIGNATURE_HEADER, self.signer.sign(value)))
                 key = row["key"]
                 delivery = await producer.send(
                     row["topic"],
-                    value=row["payload"].encode(),
+                    value=value,
                     key=None if key is None else key.encode(),
                     headers=headers,
                 )

@@ -18,12 +18,19 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
+from lkern_common.auth import TokenVerifier
 from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.conditional import ETAG_HEADER, install_conditional_requests
 from lkern_common.web.error_handlers import install_error_handlers
-from lkern_common.web.health import health_router
+from lkern_common.web.health import (
+    CheckResult,
+    ReadinessCheck,
+    add_readiness_check,
+    health_router,
+)
 from lkern_common.web.middleware import RequestIdMiddleware
+from lkern_common.web.security import AUTH_RESPONSES, check_routes
 
 # === TYPES ===
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -48,6 +55,37 @@ def _freezing_gc(lifespan: Lifespan) -> Lifespan:
     return run
 
 
+def _with_verifier(lifespan: Lifespan, verifier: TokenVerifier) -> Lifespan:
+    """
+    The service's lifespan with the token verifier's keys loaded first and its JWKS source
+    closed last. A JWKS file that cannot be read stops the start (a configuration error); an
+    unreachable JWKS URL does not (the issuer may come back): /ready reports it meanwhile.
+    """
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[Any]:
+        if not await verifier.ready() and verifier.keys.source.startswith("file"):
+            raise RuntimeError(
+                f"No token signing key in the JWKS {verifier.keys.source}: set AUTH_JWKS_FILE "
+                "or AUTH_JWKS_URL (locally, `lkern up` or `lkern token` creates the "
+                "development key)"
+            )
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            await verifier.close()
+
+    return run
+
+
+def _keys_check(verifier: TokenVerifier) -> ReadinessCheck:
+    async def check() -> CheckResult:
+        return CheckResult(ok=await verifier.ready(), details={"keys": verifier.keys.count})
+
+    return check
+
+
 # === FACTORY ===
 def create_service_app(
     settings: ServiceSettings,
@@ -61,16 +99,21 @@ def create_service_app(
     """
     The FastAPI app of a service: /docs and /redoc served without a CDN (assets shipped by
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
-    one error contract, /health, /ready and /.
+    one error contract, /health, /ready and /, and a bearer token with the declared scope on
+    every other route (lkern_common.web.security: building an app with an undeclared route
+    fails). The token verifier is ``app.state.token_verifier`` (gRPC uses the same one).
     """
+    verifier = TokenVerifier.from_settings(settings)
     app = FastAPIOffline(
         title=title,
         version=settings.service_version,
         description=description,
         docs_url="/docs",
         redoc_url="/redoc",
-        lifespan=_freezing_gc(lifespan),
+        lifespan=_freezing_gc(_with_verifier(lifespan, verifier)),
     )
+    app.state.token_verifier = verifier
+    add_readiness_check(app, "auth", _keys_check(verifier))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -79,7 +122,14 @@ def create_service_app(
         # Every request header (If-Match, If-None-Match, Idempotency-Key, …): the middleware
         # echoes the ones a preflight asks for, never a literal "*" with credentials.
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Total-Count", ETAG_HEADER, REPLAYED_HEADER],
+        # WWW-Authenticate: the web UI tells an expired token (invalid_token) from a missing scope.
+        expose_headers=[
+            "X-Request-ID",
+            "X-Total-Count",
+            "WWW-Authenticate",
+            ETAG_HEADER,
+            REPLAYED_HEADER,
+        ],
     )
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
@@ -88,5 +138,6 @@ def create_service_app(
     install_idempotency(app, settings)
     app.include_router(health_router(settings))
     for router in routers:
-        app.include_router(router, prefix=api_prefix)
+        app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
+    check_routes(app)
     return app

@@ -3,8 +3,8 @@
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
 DESCRIPTION: Request id and access-log middleware (plain ASGI, no per-request task overhead)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:25:00
 ================================================================
 """
 
@@ -14,7 +14,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from lkern_common.request_context import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    request_id_var,
+    subject_var,
+)
 
 # === LOGGING ===
 logger = logging.getLogger("lkern.access")
@@ -45,6 +50,8 @@ class RequestIdMiddleware:
         )
         request_id = accept_request_id(incoming)
         token = request_id_var.set(request_id)
+        # Set by the route's token check (lkern_common.web.security); the access line shows it.
+        subject_token = subject_var.set(None)
         started = time.perf_counter()
         status_code = 500
 
@@ -67,4 +74,5 @@ class RequestIdMiddleware:
                     status_code,
                     (time.perf_counter() - started) * 1000,
                 )
+            subject_var.reset(subject_token)
             request_id_var.reset(token)
