@@ -113,6 +113,11 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "OUTBOX_BACKLOG_WARN_SECONDS": "warn when an event waits over 1 min",
     "OUTBOX_BACKLOG_LOG_INTERVAL_SECONDS": "repeat the warning every minute",
     "OUTBOX_STOP_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    # conditional requests and idempotency keys (docs/errors.md)
+    "REQUIRE_IF_MATCH": "off: the standard's clients change without If-Match (set true when "
+    "every client sends it)",
+    "IDEMPOTENCY_KEY_TTL_SECONDS": "24 h of replayable answers",
+    "IDEMPOTENCY_CLEANUP_INTERVAL_SECONDS": "expired keys deleted every hour",
     # orders: contacts gRPC client and contact events consumer
     "CONTACTS_GRPC_TIMEOUT_SECONDS": "2 s deadline per call, retries included",
     "CONTACTS_GRPC_MAX_ATTEMPTS": "3 attempts on UNAVAILABLE",

@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms101-contacts/app/main.py
 DESCRIPTION: FastAPI application entry point for contacts service
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 02:45:00
 ================================================================
 """
 
@@ -20,6 +20,7 @@ from app.database import Database
 from app.grpc.server import start_grpc_server
 from app.kafka.events import CONTACT_TOPICS
 from app.routers import contacts
+from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
 from lkern_common.outbox import OutboxRelay
 from lkern_common.web.app_factory import create_service_app
@@ -49,6 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(db.dispose)
             app.state.db = db
             add_readiness_check(app, "database", database_check(db))
+
+            # Deletes expired idempotency keys (lkern_common.idempotency).
+            key_cleaner = IdempotencyKeyCleaner(settings, db)
+            await key_cleaner.start()
+            stack.push_async_callback(key_cleaner.stop)
+            app.state.idempotency_key_cleaner = key_cleaner
 
             # Publishes contact events from the outbox (tolerates an absent broker: events wait).
             relay = OutboxRelay(settings, db, topics=CONTACT_TOPICS)

@@ -99,7 +99,7 @@ def settings(test_database: TestDatabase, kafka_broker: LocalBroker, dev_pki: De
 async def clean_tables(test_database: TestDatabase) -> AsyncIterator[None]:
     """Every test starts with empty tables."""
     yield
-    await test_database.truncate("contacts")
+    await test_database.truncate("contacts", "idempotency_keys")
 
 
 @pytest.fixture(scope="session")

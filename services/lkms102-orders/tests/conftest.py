@@ -53,7 +53,14 @@ ORDERS_API = "/api/v1/orders/"
 # The test run's token issuer: both services trust its JWKS; `client`, `http_client` and
 # ContactsService send its all-scopes token.
 TOKENS = TestTokens.temporary()
-TABLES = ("inbox_events", "contacts_read_model", "orders", "order_lines", "outbox_events")
+TABLES = (
+    "inbox_events",
+    "contacts_read_model",
+    "orders",
+    "order_lines",
+    "outbox_events",
+    "idempotency_keys",
+)
 
 
 # === HELPERS ===

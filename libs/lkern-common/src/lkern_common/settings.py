@@ -96,6 +96,21 @@ class ServiceSettings(BaseSettings):
         "while it arrives (Content-Length or chunked), before it is held in memory",
     )
 
+    # --- conditional requests and idempotency keys (docs/errors.md) ---
+    require_if_match: bool = Field(
+        default=False,
+        description="Refuse PUT, DELETE and status changes without If-Match (428); off: a change "
+        "without If-Match is applied, as the standard's API does",
+    )
+    idempotency_key_ttl_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long the answer to a POST with an Idempotency-Key is kept for retries",
+    )
+    idempotency_cleanup_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the service deletes expired idempotency keys"
+    )
+
     # --- gRPC ---
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 5000

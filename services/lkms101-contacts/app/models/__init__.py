@@ -10,6 +10,7 @@ UPDATED: 2026-11-26 10:30:00
 
 # === IMPORTS ===
 from app.models.contact import Contact
+from lkern_common.idempotency import IdempotencyKey
 from lkern_common.outbox.model import OutboxEvent
 
-__all__ = ["Contact", "OutboxEvent"]
+__all__ = ["Contact", "IdempotencyKey", "OutboxEvent"]

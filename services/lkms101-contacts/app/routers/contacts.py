@@ -4,7 +4,7 @@ FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 02:30:00
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
@@ -20,6 +20,16 @@ from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.database import INT32_MAX
+from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
+from lkern_common.web.conditional import (
+    ETAG_RESPONSE_HEADER,
+    NOT_MODIFIED_RESPONSE,
+    PRECONDITION_RESPONSES,
+    IfMatchDep,
+    IfNoneMatchHeader,
+    not_modified,
+    set_etag,
+)
 from lkern_common.web.inputs import Text
 from lkern_common.web.openapi import LIST_RESPONSES
 from lkern_common.web.routing import ApiRoute
@@ -85,12 +95,21 @@ async def get_contacts(
 @router.get(
     "/{contact_id}",
     response_model=ContactResponse,
-    responses=ERROR_RESPONSES,
+    responses={200: {"headers": ETAG_RESPONSE_HEADER}, **NOT_MODIFIED_RESPONSE, **ERROR_RESPONSES},
     dependencies=[requires(CONTACTS_READ)],
 )
-async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
-    """Get contact by ID (404 when it does not exist)."""
-    return await service.get_contact(contact_id)
+async def get_contact(
+    contact_id: ContactId,
+    service: ReaderDep,
+    response: Response,
+    if_none_match: IfNoneMatchHeader = None,
+) -> ContactRow | Response:
+    """Get contact by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
+    contact = await service.get_contact(contact_id)
+    if (unchanged := not_modified(if_none_match, contact.version)) is not None:
+        return unchanged
+    set_etag(response, contact.version)
+    return contact
 
 
 # === CREATE CONTACT ===
@@ -98,26 +117,49 @@ async def get_contact(contact_id: ContactId, service: ReaderDep) -> ContactRow:
     "/",
     response_model=ContactResponse,
     status_code=status.HTTP_201_CREATED,
-    responses={400: {"description": "Email already exists"}},
+    responses={
+        201: {"headers": ETAG_RESPONSE_HEADER},
+        400: {"description": "Email already exists"},
+        **IDEMPOTENCY_RESPONSES,
+    },
     dependencies=[requires(CONTACTS_WRITE)],
 )
-async def create_contact(contact: ContactCreate, service: ServiceDep) -> NewContact:
-    """Create new contact (400 when another contact has the same email)."""
-    return await service.create_contact(contact)
+async def create_contact(
+    contact: ContactCreate, service: ServiceDep, idempotency: IdempotencyDep
+) -> Response:
+    """
+    Create new contact (400 when another contact has the same email). With an
+    `Idempotency-Key`, a retry gets the first answer again.
+    """
+    if (replayed := await idempotency.replay(contact)) is not None:
+        return replayed
+    created: NewContact = await service.create_contact(contact)
+    answer = ContactResponse.model_validate(created)
+    return await idempotency.save(json_response(answer, status.HTTP_201_CREATED, created.version))
 
 
 # === UPDATE CONTACT ===
 @router.put(
     "/{contact_id}",
     response_model=ContactResponse,
-    responses={**ERROR_RESPONSES, 400: {"description": "Email already exists"}},
+    responses={
+        200: {"headers": ETAG_RESPONSE_HEADER},
+        **ERROR_RESPONSES,
+        400: {"description": "Email already exists"},
+        **PRECONDITION_RESPONSES,
+    },
     dependencies=[requires(CONTACTS_WRITE)],
 )
 async def update_contact(
-    contact_id: ContactId, contact: ContactUpdate, service: ServiceDep
+    contact_id: ContactId,
+    contact: ContactUpdate,
+    service: ServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> Contact:
-    """Update contact: only the fields sent are changed."""
-    updated, _changed = await service.update_contact(contact_id, contact)
+    """Update contact: only the fields sent are changed (412 when `If-Match` is stale)."""
+    updated, _changed = await service.update_contact(contact_id, contact, if_match)
+    set_etag(response, updated.version)
     return updated
 
 
@@ -125,9 +167,9 @@ async def update_contact(
 @router.delete(
     "/{contact_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **PRECONDITION_RESPONSES},
     dependencies=[requires(CONTACTS_WRITE)],
 )
-async def delete_contact(contact_id: ContactId, service: ServiceDep) -> None:
-    """Delete contact (hard delete)."""
-    await service.delete_contact(contact_id)
+async def delete_contact(contact_id: ContactId, service: ServiceDep, if_match: IfMatchDep) -> None:
+    """Delete contact (hard delete; 412 when `If-Match` is stale)."""
+    await service.delete_contact(contact_id, if_match)

@@ -35,6 +35,7 @@ from app.schemas.contact import ContactCreate, ContactUpdate
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import BadRequestError, NotFoundError
 from lkern_common.request_context import get_subject
+from lkern_common.web.conditional import IfMatch
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -169,10 +170,13 @@ class ContactsService:
         return contact
 
     async def update_contact(
-        self, contact_id: int, data: ContactUpdate
+        self, contact_id: int, data: ContactUpdate, if_match: IfMatch | None = None
     ) -> tuple[Contact, list[str]]:
-        """Update the fields sent; returns the contact and the names of the fields that changed."""
-        contact = await self._lock_contact(contact_id)
+        """
+        Update the fields sent; returns the contact and the names of the fields that changed.
+        PreconditionFailedError (nothing changed) when ``if_match`` does not name its version.
+        """
+        contact = await self._lock_contact(contact_id, if_match)
         changed = [
             field
             for field, value in data.model_dump(exclude_unset=True).items()
@@ -194,9 +198,12 @@ class ContactsService:
             logger.info("Updated contact %s: %s", contact_id, ", ".join(changed))
         return contact, changed
 
-    async def delete_contact(self, contact_id: int) -> Contact:
-        """Delete a contact (hard delete, as the standard) and record ContactDeleted."""
-        contact = await self._lock_contact(contact_id)
+    async def delete_contact(self, contact_id: int, if_match: IfMatch | None = None) -> Contact:
+        """
+        Delete a contact (hard delete, as the standard) and record ContactDeleted;
+        PreconditionFailedError (nothing deleted) when ``if_match`` does not name its version.
+        """
+        contact = await self._lock_contact(contact_id, if_match)
         # The event carries the last state with the version a change would have given it, so
         # that consumers comparing versions apply the delete after every earlier event.
         snapshot = contact_snapshot(contact)
@@ -209,12 +216,18 @@ class ContactsService:
         logger.info("Deleted contact: %s", contact_id)
         return contact
 
-    async def _lock_contact(self, contact_id: int) -> Contact:
-        """The contact as an ORM object, its row locked until the transaction ends."""
+    async def _lock_contact(self, contact_id: int, if_match: IfMatch | None = None) -> Contact:
+        """
+        The contact as an ORM object, its row locked until the transaction ends. ``if_match``
+        is checked under the lock: a concurrent change with the same If-Match waits for this
+        transaction, then sees the new version (the check is atomic with the change).
+        """
         statement = select(Contact).where(Contact.id == contact_id).with_for_update()
         contact = await self.session.scalar(statement)
         if contact is None:
             raise ContactNotFoundError(contact_id)
+        if if_match is not None:
+            if_match.check(contact.version)
         return contact
 
     async def _flush(self, email: str) -> None:

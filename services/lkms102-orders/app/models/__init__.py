@@ -11,7 +11,8 @@ UPDATED: 2026-11-26 10:30:00
 # === IMPORTS ===
 from app.models.contact import ContactReadModel
 from app.models.order import Order, OrderLine
+from lkern_common.idempotency import IdempotencyKey
 from lkern_common.kafka.inbox import InboxEvent
 from lkern_common.outbox.model import OutboxEvent
 
-__all__ = ["ContactReadModel", "InboxEvent", "Order", "OrderLine", "OutboxEvent"]
+__all__ = ["ContactReadModel", "IdempotencyKey", "InboxEvent", "Order", "OrderLine", "OutboxEvent"]

@@ -4,7 +4,7 @@ FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 02:30:00
+UPDATED: 2026-12-02 03:40:00
 ================================================================
 """
 
@@ -27,6 +27,16 @@ from app.services.order_status import OrderStatus
 from app.services.orders_service import OrdersReader, OrdersService, OrderView
 from lkern_common.auth import ORDERS_READ, ORDERS_WRITE
 from lkern_common.database import INT32_MAX
+from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
+from lkern_common.web.conditional import (
+    ETAG_RESPONSE_HEADER,
+    NOT_MODIFIED_RESPONSE,
+    PRECONDITION_RESPONSES,
+    IfMatchDep,
+    IfNoneMatchHeader,
+    not_modified,
+    set_etag,
+)
 from lkern_common.web.openapi import LIST_RESPONSES
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
@@ -43,6 +53,7 @@ CONTACT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The contact is unknown, inactive or deleted (reason from contacts)"},
     503: {"description": "The contacts service is unavailable; nothing was changed"},
 }
+WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_RESPONSE_HEADER}}
 OrderId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Order ID")]
 
 
@@ -120,12 +131,21 @@ async def get_orders(
 @router.get(
     "/{order_id}",
     response_model=OrderResponse,
-    responses=NOT_FOUND,
+    responses={**WITH_ETAG, **NOT_MODIFIED_RESPONSE, **NOT_FOUND},
     dependencies=[requires(ORDERS_READ)],
 )
-async def get_order(order_id: OrderId, service: ReaderDep) -> OrderResponse:
-    """Get order by ID (404 when it does not exist)."""
-    return order_response(await service.get_order_view(order_id))
+async def get_order(
+    order_id: OrderId,
+    service: ReaderDep,
+    response: Response,
+    if_none_match: IfNoneMatchHeader = None,
+) -> OrderResponse | Response:
+    """Get order by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
+    view = await service.get_order_view(order_id)
+    if (unchanged := not_modified(if_none_match, view.order.version)) is not None:
+        return unchanged
+    set_etag(response, view.order.version)
+    return order_response(view)
 
 
 # === CREATE ORDER ===
@@ -133,54 +153,91 @@ async def get_order(order_id: OrderId, service: ReaderDep) -> OrderResponse:
     "/",
     response_model=OrderResponse,
     status_code=status.HTTP_201_CREATED,
-    responses=CONTACT_ERRORS,
+    responses={
+        201: {"headers": ETAG_RESPONSE_HEADER},
+        **CONTACT_ERRORS,
+        **IDEMPOTENCY_RESPONSES,
+    },
     dependencies=[requires(ORDERS_WRITE)],
 )
-async def create_order(order: OrderCreate, service: ServiceDep) -> OrderResponse:
+async def create_order(
+    order: OrderCreate, service: ServiceDep, idempotency: IdempotencyDep
+) -> Response:
     """
     Create a draft order for a contact validated by lkms101-contacts: the service assigns the
     number, computes line totals and the total (400 for an unknown, inactive or deleted
-    contact; 503 when contacts cannot be reached).
+    contact; 503 when contacts cannot be reached). With an `Idempotency-Key`, a retry gets
+    the first answer again and never creates a second order.
     """
-    return order_response(await service.create_order(order))
+    if (replayed := await idempotency.replay(order)) is not None:
+        return replayed
+    view = await service.create_order(order)
+    answer = order_response(view)
+    return await idempotency.save(json_response(answer, status.HTTP_201_CREATED, answer.version))
 
 
 # === UPDATE ORDER ===
 @router.put(
     "/{order_id}",
     response_model=OrderResponse,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**WITH_ETAG, **NOT_FOUND, **CONFLICT, **PRECONDITION_RESPONSES},
     dependencies=[requires(ORDERS_WRITE)],
 )
-async def update_order(order_id: OrderId, order: OrderUpdate, service: ServiceDep) -> OrderResponse:
-    """Edit a draft: `lines` replaces all lines, `notes` the notes (409 unless draft)."""
-    return order_response(await service.update_order(order_id, order))
+async def update_order(
+    order_id: OrderId,
+    order: OrderUpdate,
+    service: ServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> OrderResponse:
+    """
+    Edit a draft: `lines` replaces all lines, `notes` the notes (409 unless draft, 412 when
+    `If-Match` is stale).
+    """
+    answer = order_response(await service.update_order(order_id, order, if_match))
+    set_etag(response, answer.version)
+    return answer
 
 
 # === CHANGE STATUS ===
 @router.post(
     "/{order_id}/status",
     response_model=OrderResponse,
-    responses={**NOT_FOUND, **CONFLICT, **CONTACT_ERRORS},
+    responses={
+        **WITH_ETAG,
+        **NOT_FOUND,
+        **CONFLICT,
+        **CONTACT_ERRORS,
+        **PRECONDITION_RESPONSES,
+        **IDEMPOTENCY_RESPONSES,
+    },
     dependencies=[requires(ORDERS_WRITE)],
 )
 async def change_order_status(
-    order_id: OrderId, change: OrderStatusChange, service: ServiceDep
-) -> OrderResponse:
+    order_id: OrderId,
+    change: OrderStatusChange,
+    service: ServiceDep,
+    if_match: IfMatchDep,
+    idempotency: IdempotencyDep,
+) -> Response:
     """
     Change the status: draft → confirmed → fulfilled, draft|confirmed → cancelled; anything
-    else is 409 naming the current status. Confirming validates the contact again.
+    else is 409 naming the current status (412 when `If-Match` is stale). Confirming
+    validates the contact again. With an `Idempotency-Key`, a retry gets the first answer.
     """
-    return order_response(await service.change_status(order_id, change.status))
+    if (replayed := await idempotency.replay(change)) is not None:
+        return replayed
+    answer = order_response(await service.change_status(order_id, change.status, if_match))
+    return await idempotency.save(json_response(answer, status.HTTP_200_OK, answer.version))
 
 
 # === DELETE ORDER ===
 @router.delete(
     "/{order_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **PRECONDITION_RESPONSES},
     dependencies=[requires(ORDERS_WRITE)],
 )
-async def delete_order(order_id: OrderId, service: ServiceDep) -> None:
-    """Delete a draft order (409 for any other status: cancel it instead)."""
-    await service.delete_order(order_id)
+async def delete_order(order_id: OrderId, service: ServiceDep, if_match: IfMatchDep) -> None:
+    """Delete a draft order (409 for any other status: cancel it instead; 412 when stale)."""
+    await service.delete_order(order_id, if_match)

@@ -43,6 +43,7 @@ from app.services.order_status import OrderNotEditableError, OrderStatus, check_
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import NotFoundError
 from lkern_common.request_context import get_subject
+from lkern_common.web.conditional import IfMatch
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -240,8 +241,11 @@ class OrdersService:
             raise ContactsNotConfiguredError("OrdersService needs a ContactDirectory here")
         return self._contacts
 
-    async def _lock_order(self, order_id: int) -> Order:
-        """The order with its lines, its row locked until the transaction ends."""
+    async def _lock_order(self, order_id: int, if_match: IfMatch | None = None) -> Order:
+        """
+        The order with its lines, its row locked until the transaction ends. ``if_match`` is
+        checked under the lock, so the check is atomic with the change that follows.
+        """
         statement = (
             select(Order)
             .where(Order.id == order_id)
@@ -252,6 +256,8 @@ class OrdersService:
         order = await self.session.scalar(statement)
         if order is None:
             raise OrderNotFoundError(order_id)
+        if if_match is not None:
+            if_match.check(order.version)
         return order
 
     # --- contact checks ---
@@ -310,9 +316,14 @@ class OrdersService:
         return view
 
     # --- update ---
-    async def update_order(self, order_id: int, data: OrderUpdate) -> OrderView:
-        """Edit a draft's lines (all replaced) and/or notes; 409 unless the order is a draft."""
-        order = await self._lock_order(order_id)
+    async def update_order(
+        self, order_id: int, data: OrderUpdate, if_match: IfMatch | None = None
+    ) -> OrderView:
+        """
+        Edit a draft's lines (all replaced) and/or notes; 409 unless the order is a draft,
+        412 when ``if_match`` does not name its version.
+        """
+        order = await self._lock_order(order_id, if_match)
         if order.status != OrderStatus.DRAFT:
             raise OrderNotEditableError(order.number, OrderStatus(order.status), "edited")
         changes = data.model_dump(exclude_unset=True)
@@ -359,19 +370,24 @@ class OrdersService:
         return changed
 
     # --- status ---
-    async def change_status(self, order_id: int, target: OrderStatus) -> OrderView:
+    async def change_status(
+        self, order_id: int, target: OrderStatus, if_match: IfMatch | None = None
+    ) -> OrderView:
         """
-        Move the order through the state machine (409 on an illegal transition). Confirming
-        validates the contact again (400 / 503 as on create).
+        Move the order through the state machine (409 on an illegal transition, 412 when
+        ``if_match`` does not name its version). Confirming validates the contact again (400 /
+        503 as on create).
         """
         current = await self.session.scalar(select(Order).where(Order.id == order_id))
         if current is None:
             raise OrderNotFoundError(order_id)
+        if if_match is not None:
+            if_match.check(current.version)  # fail early; checked again under the lock
         check_transition(current.number, OrderStatus(current.status), target)
         if target == OrderStatus.CONFIRMED:
             # Outside the row lock: a slow contacts service must not block the order row.
             await self._usable_contact(current.contact_id)
-        order = await self._lock_order(order_id)
+        order = await self._lock_order(order_id, if_match)
         previous = OrderStatus(order.status)
         check_transition(order.number, previous, target)  # it may have changed meanwhile
         order.status = target
@@ -386,9 +402,12 @@ class OrdersService:
         return view
 
     # --- delete ---
-    async def delete_order(self, order_id: int) -> None:
-        """Delete a draft order (its lines go with it); 409 for any other status."""
-        order = await self._lock_order(order_id)
+    async def delete_order(self, order_id: int, if_match: IfMatch | None = None) -> None:
+        """
+        Delete a draft order (its lines go with it); 409 for any other status, 412 when
+        ``if_match`` does not name its version.
+        """
+        order = await self._lock_order(order_id, if_match)
         if order.status != OrderStatus.DRAFT:
             raise OrderNotEditableError(order.number, OrderStatus(order.status), "deleted")
         view = await self._view(order)

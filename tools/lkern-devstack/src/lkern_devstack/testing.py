@@ -32,6 +32,7 @@ import grpc.aio
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
+from sqlalchemy import text as sa_text
 
 from lkern_common.auth import ALL_SCOPES
 from lkern_common.database import Database
@@ -269,6 +270,29 @@ async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
         sa_event.remove(db.engine.sync_engine, "checkout", on_checkout)
         for driver in logged:
             driver.remove_query_logger(log)
+
+
+# === LOCK WAITS ===
+async def wait_for_lock_waiters(db: Database, count: int, timeout_s: float = 30.0) -> None:
+    """
+    Wait until ``count`` sessions of ``db``'s database wait on a lock (``pg_stat_activity``):
+    a test that holds a lock knows its concurrent requests have all reached it.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with db.engine.connect() as connection:
+        while True:
+            waiting = await connection.scalar(
+                sa_text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            await connection.rollback()  # each poll sees the current activity
+            if waiting is not None and waiting >= count:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{count} sessions waiting on a lock wanted, {waiting} found")
+            await asyncio.sleep(0.02)
 
 
 # === DEVELOPMENT PKI ===

@@ -20,7 +20,9 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
+from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
 from lkern_common.settings import ServiceSettings
+from lkern_common.web.conditional import ETAG_HEADER, install_conditional_requests
 from lkern_common.web.error_handlers import install_error_handlers
 from lkern_common.web.health import (
     CheckResult,
@@ -141,13 +143,23 @@ def create_service_app(
         allow_origins=settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        # Every request header (If-Match, If-None-Match, Idempotency-Key, …): the middleware
+        # echoes the ones a preflight asks for, never a literal "*" with credentials.
         allow_headers=["*"],
         # WWW-Authenticate: the web UI tells an expired token (invalid_token) from a missing scope.
-        expose_headers=["X-Request-ID", "X-Total-Count", "WWW-Authenticate"],
+        expose_headers=[
+            "X-Request-ID",
+            "X-Total-Count",
+            "WWW-Authenticate",
+            ETAG_HEADER,
+            REPLAYED_HEADER,
+        ],
     )
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
     install_error_handlers(app)
+    install_conditional_requests(app, require_if_match=settings.require_if_match)
+    install_idempotency(app, settings)
     app.include_router(health_router(settings))
     for router in routers:
         app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
