@@ -16,11 +16,11 @@ database is needed for what these tests check.
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, FastAPI, Header, Query, Response
 
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.logging_setup import RequestIdFilter
@@ -72,7 +72,9 @@ async def get_thing(thing_id: int, response: Response) -> dict[str, int]:
 
 
 @router.put("/{thing_id}", dependencies=WRITE)
-async def update_thing(thing_id: int, thing: ThingUpdate) -> dict[str, Any]:
+async def update_thing(
+    thing_id: int, thing: ThingUpdate, if_match: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
     return thing.model_dump(exclude_unset=True)
 
 
@@ -298,6 +300,9 @@ async def test_openapi_declares_the_shared_answers(client: httpx.AsyncClient) ->
     assert create["413"]["content"]["application/json"]["schema"] == error_ref
     assert "X-Request-ID" in create["201"]["headers"]
     assert "413" not in document["paths"]["/api/v1/things/{thing_id}"]["get"]["responses"]
+    update_responses = document["paths"]["/api/v1/things/{thing_id}"]["put"]["responses"]
+    assert update_responses["400"]["description"] == "A malformed if-match header"
+    assert update_responses["400"]["content"]["application/json"]["schema"] == error_ref
     for code in ("401", "403"):  # where authentication applies: every API route
         assert create[code]["content"]["application/json"]["schema"] == error_ref
         assert set(create[code]["headers"]) == {"WWW-Authenticate", "X-Request-ID"}

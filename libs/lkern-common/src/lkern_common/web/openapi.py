@@ -3,14 +3,15 @@
 FILE: openapi.py
 PATH: /libs/lkern-common/src/lkern_common/web/openapi.py
 DESCRIPTION: Completes a service's OpenAPI document with the answers every API route can give
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:50:00
 ================================================================
 
 FastAPI documents the responses a route declares. Some answers come from the shared pieces
 instead, for every route under the API prefix, and are added here so that the document tells
 the truth (docs/errors.md): the error body ``{"detail": "..."}`` on every 4xx/5xx a route
-declares, 413 on routes with a body (HTTP_MAX_BODY_BYTES), 503 with ``Retry-After`` when the
+declares, 400 where a malformed If-Match / If-None-Match / Idempotency-Key header is refused,
+413 on routes with a body (HTTP_MAX_BODY_BYTES), 503 with ``Retry-After`` when the
 database cannot be reached, the ``X-Request-ID`` header on every response, and links from
 each create to the operations on what it created.
 """
@@ -57,9 +58,30 @@ UNAVAILABLE: dict[str, Any] = {
 }
 
 
+# Request headers whose malformed value is a 400 (lkern_common.web.conditional, .idempotency).
+CHECKED_HEADERS = ("if-match", "if-none-match", "idempotency-key")
+
+
 # === DOCUMENT ===
+def _document_header_errors(operation: dict[str, Any], responses: dict[str, Any]) -> None:
+    """A 400 for a malformed If-Match / If-None-Match / Idempotency-Key the operation takes."""
+    names = [
+        parameter["name"]
+        for parameter in operation.get("parameters", [])
+        if parameter.get("in") == "header" and parameter["name"].lower() in CHECKED_HEADERS
+    ]
+    if not names:
+        return
+    reason = f"a malformed {' / '.join(names)} header"
+    if "400" in responses:
+        responses["400"]["description"] = f"{responses['400']['description']}; or {reason}"
+    else:
+        responses["400"] = {"description": reason[0].upper() + reason[1:]}
+
+
 def _complete_operation(operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
+    _document_header_errors(operation, responses)
     if "requestBody" in operation:
         responses.setdefault("413", TOO_LARGE)
     responses.setdefault("503", UNAVAILABLE)
