@@ -23,6 +23,7 @@ run by hand against `make up`:
 """
 
 # === IMPORTS ===
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +118,10 @@ def test_schemathesis_finds_no_failure(
     result = run_schemathesis(fuzzed_stack.url(service), tmp_path, api_headers(fuzzed_stack))
     report = f"{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, report
-    assert "No issues found" in report or "warnings in" in report, report
+    # Zero failures. Warnings are not failures: e.g. "mostly rejected generated data" when
+    # most generated values (random If-Match / Idempotency-Key headers, bodies) are refused
+    # with a documented 4xx.
+    assert re.search(r"No issues found|\b\d+ warnings? in\b", report), report
 
 
 def test_real_server_bounds_bodies_and_answers_head(fuzzed_stack: RunningStack) -> None:
