@@ -72,6 +72,8 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
+    "HTTP_MAX_BODY_BYTES": "1 MiB: far above any valid request (500 order lines fit)",
+    "GRPC_MAX_MESSAGE_BYTES": "4 MiB, gRPC's own default receive limit",
     # authentication
     "AUTH_JWKS_FILE": "unused: AUTH_JWKS_URL is set",
     "AUTH_LEEWAY_SECONDS": "30 s of clock skew",

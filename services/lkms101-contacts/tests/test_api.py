@@ -83,9 +83,10 @@ async def test_put_unknown_contact_is_404(client: httpx.AsyncClient) -> None:
 
 async def test_put_null_for_a_required_field_is_422(client: httpx.AsyncClient) -> None:
     contact = await create(client)
-    response = await client.put(f"{API}{contact['id']}", json={"name": None})
-    assert response.status_code == 422
-    assert "name cannot be null" in response.text
+    for field in ("name", "email", "is_active"):
+        response = await client.put(f"{API}{contact['id']}", json={field: None})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", field]
     cleared = await client.put(f"{API}{contact['id']}", json={"phone": None})
     assert cleared.status_code == 200
     assert cleared.json()["phone"] is None
@@ -214,6 +215,55 @@ async def test_bad_parameters_are_422(
     response = await client.request(method, url, **kwargs)
     assert response.status_code == 422, response.text
     assert "detail" in response.json()
+
+
+# === HOSTILE INPUT (docs/errors.md) ===
+@pytest.mark.parametrize("text", ["Ja\x00na", "\x00"])
+@pytest.mark.parametrize("field", ["name", "phone"])
+async def test_text_postgresql_cannot_store_is_422_naming_the_field(
+    client: httpx.AsyncClient, field: str, text: str
+) -> None:
+    body = {"name": "Jana", "email": "jana@example.com", field: text}
+    created = await client.post(API, json=body)
+    assert created.status_code == 422, created.text
+    assert created.json()["detail"][0]["loc"] == ["body", field]
+    contact = await create(client)
+    updated = await client.put(f"{API}{contact['id']}", json={field: text})
+    assert updated.status_code == 422, updated.text
+    assert updated.json()["detail"][0]["loc"] == ["body", field]
+    searched = await client.get(API, params={"q": text})
+    assert searched.status_code == 422
+    assert searched.json()["detail"][0]["loc"] == ["query", "q"]
+
+
+@pytest.mark.parametrize("field", ["is_activ", "id", "version", "created_at"])
+async def test_unknown_and_read_only_fields_are_422(client: httpx.AsyncClient, field: str) -> None:
+    contact = await create(client)
+    for method, url in (("POST", API), ("PUT", f"{API}{contact['id']}")):
+        body = {"name": "A", "email": "other@example.com", field: False}
+        response = await client.request(method, url, json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert (await client.get(f"{API}{contact['id']}")).json() == contact
+
+
+async def test_is_active_is_a_strict_boolean(client: httpx.AsyncClient) -> None:
+    contact = await create(client)
+    for value in (0, "false", "no"):
+        response = await client.put(f"{API}{contact['id']}", json={"is_active": value})
+        assert response.status_code == 422, response.text
+
+
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(API, json={"name": "x" * 2_000_000, "email": "big@example.com"})
+    assert response.status_code == 413
+    assert "X-Request-ID" in response.headers
+
+
+async def test_422_does_not_echo_a_long_value(client: httpx.AsyncClient) -> None:
+    response = await client.post(API, json={"name": "n" * 500_000, "email": "a@example.com"})
+    assert response.status_code == 422
+    assert len(response.content) < 1000
 
 
 # === HEALTH / READY / ROOT ===

@@ -31,6 +31,7 @@ from app.database import Database
 from app.main import create_app
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ
 from lkern_common.outbox import OutboxEvent
+from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import PUBLIC_PATHS, app_routes, declared_scopes, is_public
 from lkern_devstack.dev_keys import SigningKey
 from lkern_devstack.testing import JwksServer, TestTokens
@@ -229,7 +230,7 @@ def test_an_app_with_an_undeclared_route_refuses_to_start(settings: Settings) ->
     from app.routers import contacts
     from lkern_common.web.app_factory import create_service_app
 
-    forgotten = APIRouter()
+    forgotten = APIRouter(route_class=ApiRoute)  # only its scope is forgotten
 
     @forgotten.get("/contacts/export")
     async def export() -> list[str]:

@@ -301,6 +301,99 @@ async def test_a_bad_bearer_token_is_unauthenticated(channel: grpc.aio.Channel) 
         assert raised.value.details() == "Invalid token"
 
 
+async def test_reflection_v1_is_served_and_describes_itself(channel: grpc.aio.Channel) -> None:
+    # grpc.reflection.v1's messages are v1alpha's under another package name.
+    info = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+        ),
+    ]
+    replies = [reply async for reply in info(iter(requests), timeout=5)]
+    names = {service.name for service in replies[0].list_services_response.service}
+    assert {"contacts.ContactsService", "grpc.reflection.v1.ServerReflection"} <= names
+    assert replies[1].file_descriptor_response.file_descriptor_proto
+
+
+async def test_health_list_answers_every_service(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    list_health = channel.unary_unary(
+        "/grpc.health.v1.Health/List",
+        request_serializer=health_pb2.HealthListRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthListResponse.FromString,
+    )
+    reply = await list_health(health_pb2.HealthListRequest(), timeout=5)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert reply.statuses["contacts.ContactsService"].status == serving
+    assert reply.statuses[""].status == serving
+    assert not [record for record in caplog.records if record.levelno >= 40]
+
+
+# === HOSTILE REQUESTS (docs/errors.md) ===
+def _wire_varint(value: int) -> bytes:
+    """``value`` as a protobuf varint (two's complement on 64 bits when negative)."""
+    value &= 2**64 - 1
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+async def _raw_call(
+    target: str, dev_pki: DevPki, method: str, payload: bytes, identity: str = ORDERS
+) -> grpc.aio.AioRpcError:
+    async with tls_channel(dev_pki, target, identity) as channel:
+        call = channel.unary_unary(f"/contacts.ContactsService/{method}")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(payload, timeout=5)
+        return raised.value
+
+
+async def test_corrupt_request_message_is_invalid_argument(target: str, dev_pki: DevPki) -> None:
+    error = await _raw_call(target, dev_pki, "GetContact", b"\x0a\xff\xff\xff")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "The request message could not be decoded"
+
+
+async def test_a_corrupt_message_of_an_unauthorised_caller_is_refused_for_its_scope(
+    target: str, dev_pki: DevPki
+) -> None:
+    """Authorisation runs before the message is looked at: nothing is said about it."""
+    error = await _raw_call(target, dev_pki, "GetContact", b"\x0a\xff\xff\xff", TEST_CLIENT)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("wide", [2**32 + 7, 2**31, -(2**31) - 1])
+@pytest.mark.parametrize("method", ["GetContact", "ValidateContact"])
+async def test_64_bit_id_is_refused_not_truncated(
+    client: httpx.AsyncClient, target: str, dev_pki: DevPki, method: str, wide: int
+) -> None:
+    await create(client, "Seven", "seven@example.com")  # id 1..7 may exist: none is taken
+    error = await _raw_call(target, dev_pki, method, b"\x08" + _wire_varint(wide))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "id is out of range for a 32-bit integer"
+
+
+async def test_64_bit_id_in_a_batch_is_refused(target: str, dev_pki: DevPki) -> None:
+    packed = _wire_varint(1) + _wire_varint(2**40)
+    error = await _raw_call(
+        target, dev_pki, "GetContactsByIds", b"\x0a" + _wire_varint(len(packed)) + packed
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_negative_int32_id_still_decodes(async_client: AsyncContactsClient) -> None:
+    assert await async_client.get_contact(-5) is None  # a valid int32: just no such contact
+
+
 # === CONCURRENCY ===
 async def test_100_concurrent_get_contact_calls_all_answer_right(
     client: httpx.AsyncClient, async_client: AsyncContactsClient

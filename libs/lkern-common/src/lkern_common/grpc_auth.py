@@ -262,11 +262,16 @@ def _set_principal(principal: Principal) -> None:
 
 # === HANDLERS ===
 def rewrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any], wrap: Callable[[Any], Any]
+    handler: grpc.RpcMethodHandler[Any, Any],
+    wrap: Callable[[Any], Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same method handler with its behaviour passed through ``wrap``."""
+    """
+    The same method handler with its behaviour passed through ``wrap`` (and its request
+    deserializer replaced when one is given).
+    """
     kwargs: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:

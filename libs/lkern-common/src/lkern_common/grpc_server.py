@@ -2,9 +2,10 @@
 ================================================================
 FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
-DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, stop
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:35:00
+DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
+             error contract (DomainError → status), checked request messages, graceful stop
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -38,11 +39,13 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.database import Database
+from lkern_common.errors import DomainError
 from lkern_common.grpc_auth import (
     AuthorizationInterceptor,
     TokenPrincipal,
@@ -51,6 +54,7 @@ from lkern_common.grpc_auth import (
     verifier_principal,
 )
 from lkern_common.grpc_tls import TlsFiles, service_tls_files
+from lkern_common.grpc_wire import BadRequest, checked_deserializer
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 
@@ -65,6 +69,10 @@ INTERNAL_ERROR_DETAILS = "Internal server error"
 # and steal half of the connections; a port clash must fail loudly instead. Only the workers of
 # one service share their port on purpose (GrpcServer(reuse_port=True), HTTP_WORKERS > 1).
 REUSE_PORT_OPTION = "grpc.so_reuseport"
+
+# grpcio-reflection serves only v1alpha; grpcurl and Postman ask v1 first (same messages).
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -87,9 +95,13 @@ def _request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
 class RequestContextInterceptor(grpc.aio.ServerInterceptor):
     """
     Runs every RPC with `request_id_var` set from the `x-request-id` metadata (a new id when
-    absent or malformed), and turns an exception the servicer did not handle into a logged
-    INTERNAL "Internal server error" (instead of grpc's UNKNOWN that echoes the exception text).
-    Domain errors are the servicer's job (`context.abort(NOT_FOUND, ...)` passes through).
+    absent or malformed), and is gRPC's one error contract, as REST's handlers are:
+
+    - a request message that does not decode, or a 32-bit integer sent as a wider value, is
+      INVALID_ARGUMENT before the servicer runs (lkern_common.grpc_wire);
+    - a `DomainError` the servicer raises ends the RPC with its `grpc_code` and message;
+    - any other exception is logged and answered INTERNAL "Internal server error" (instead of
+      grpc's UNKNOWN that echoes the exception text). `context.abort(...)` passes through.
     """
 
     async def intercept_service(
@@ -104,13 +116,84 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         request_id = _request_id_from(handler_call_details.invocation_metadata)
-        return rewrap_handler(handler, lambda behavior: _wrap(behavior, method, request_id))
+        deserializer = handler.request_deserializer
+        if deserializer is not None and not handler.request_streaming:
+            deserializer = checked_deserializer(deserializer)
+        return rewrap_handler(
+            handler,
+            lambda behavior: _wrap(behavior, method, request_id),
+            request_deserializer=deserializer,
+        )
+
+
+class RefuseBadRequestInterceptor(grpc.aio.ServerInterceptor):
+    """
+    Ends an RPC whose request message did not decode (a ``BadRequest`` from the checked
+    deserializer) with INVALID_ARGUMENT. It runs after the AuthorizationInterceptor, so an
+    unauthorised caller learns nothing about its message, and before the servicer.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        return rewrap_handler(handler, lambda behavior: _refusing(behavior, method))
 
 
 async def _internal_error(context: grpc.aio.ServicerContext[Any, Any], method: str) -> NoReturn:
     """Log the exception being handled and end the RPC with INTERNAL."""
     logger.exception("Unhandled error in gRPC method %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
+
+
+async def _domain_error(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: DomainError
+) -> NoReturn:
+    """End the RPC with the error's gRPC code and message (logged like REST's handler does)."""
+    if error.grpc_code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        logger.error("gRPC %s failed: %s", method, error.message)
+    else:
+        logger.info("gRPC %s rejected (%s): %s", method, error.grpc_code.name, error.message)
+    await context.abort(error.grpc_code, error.message)
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, bad: BadRequest
+) -> NoReturn:
+    """A request message refused before the servicer: INVALID_ARGUMENT, a safe reason."""
+    logger.info("gRPC %s rejected (INVALID_ARGUMENT): %s", method, bad.reason)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad.reason)
+
+
+def _refusing(behavior: Any, method: str) -> Any:
+    """``behavior`` run only when its request message decoded (see RefuseBadRequestInterceptor)."""
+    if behavior is None:
+        return None
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream_refusing(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            if isinstance(request, BadRequest):
+                await _refuse(context, method, request)
+            async for response in behavior(request, context):
+                yield response
+
+        return stream_refusing
+
+    async def refusing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, BadRequest):
+            await _refuse(context, method, request)
+        return await behavior(request, context)
+
+    return refusing
 
 
 def _wrap(behavior: Any, method: str, request_id: str) -> Any:
@@ -128,6 +211,8 @@ def _wrap(behavior: Any, method: str, request_id: str) -> Any:
                     yield response
             except grpc.aio.AbortError:
                 raise
+            except DomainError as error:
+                await _domain_error(context, method, error)
             except Exception:
                 await _internal_error(context, method)
             finally:
@@ -143,6 +228,8 @@ def _wrap(behavior: Any, method: str, request_id: str) -> Any:
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
+            except DomainError as error:
+                await _domain_error(context, method, error)
             except Exception:
                 await _internal_error(context, method)
             finally:
@@ -151,6 +238,83 @@ def _wrap(behavior: Any, method: str, request_id: str) -> Any:
         return wrapper
     # A plain (sync) behaviour runs in grpc's thread pool; leave it untouched.
     return behavior
+
+
+# === HEALTH ===
+class HealthServicer(health.aio.HealthServicer):
+    """
+    The standard health service with ``List`` (grpcio-health-checking advertises it in its
+    service definition but leaves it UNIMPLEMENTED, logging an ERROR on every call).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, int] = {health.OVERALL_HEALTH: _SERVING}
+
+    async def set(self, service: str, status: Any) -> None:
+        self._statuses[service] = status
+        await super().set(service, status)
+
+    async def enter_graceful_shutdown(self) -> None:
+        for service in self._statuses:
+            self._statuses[service] = _NOT_SERVING
+        await super().enter_graceful_shutdown()
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """Every service's status (the overall one under ""). (The typing stubs lack List.)"""
+        list_response: Any = getattr(health_pb2, "HealthListResponse")  # noqa: B009
+        return list_response(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._statuses.items()
+            }
+        )
+
+
+# === REFLECTION ===
+def _register_reflection_v1_file() -> None:
+    """
+    Put grpc.reflection.v1's file in the default descriptor pool (a renamed copy of v1alpha's:
+    the two protocols differ only in their package), so that reflection can describe it.
+    """
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(_REFLECTION_V1_FILE)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name = _REFLECTION_V1_FILE
+    proto.package = "grpc.reflection.v1"
+    for message in proto.message_type:
+        for field in message.field:
+            if field.type_name:  # set only on message-typed fields
+                field.type_name = field.type_name.replace(".v1alpha.", ".v1.")
+    for service in proto.service:
+        for rpc in service.method:
+            rpc.input_type = rpc.input_type.replace(".v1alpha.", ".v1.")
+            rpc.output_type = rpc.output_type.replace(".v1alpha.", ".v1.")
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
+def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> None:
+    """Server reflection as ``grpc.reflection.v1`` and ``grpc.reflection.v1alpha``."""
+    _register_reflection_v1_file()
+    names = (*service_names, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE)
+    reflection.enable_server_reflection(names, server)
+    servicer = reflection.aio.ReflectionServicer(names)
+    handler = grpc.method_handlers_generic_handler(
+        REFLECTION_V1_SERVICE,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
 
 
 # === HEALTH WATCH ===
@@ -222,6 +386,7 @@ class GrpcServer:
         self._interceptors = (
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
+            RefuseBadRequestInterceptor(),
             *interceptors,
         )
         self._options = ((REUSE_PORT_OPTION, 1 if reuse_port else 0), *options)
@@ -229,7 +394,7 @@ class GrpcServer:
         self._enable_reflection = enable_reflection
         self._registrations: list[Callable[[grpc.aio.Server], None]] = []
         self._service_names: list[str] = []
-        self._health = health.aio.HealthServicer()
+        self._health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._port: int | None = None
         self._watch_tasks: set[asyncio.Task[None]] = set()
@@ -297,9 +462,7 @@ class GrpcServer:
             register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self._enable_reflection:
-            reflection.enable_server_reflection(
-                (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-            )
+            enable_reflection((*self._service_names, health.SERVICE_NAME), server)
         address = f"{self._host}:{self._requested_port}"
         credentials = self._tls.server_credentials()
         try:
@@ -375,6 +538,14 @@ class GrpcServer:
 
 
 # === SERVICE SERVER ===
+def message_size_options(max_bytes: int) -> list[tuple[str, Any]]:
+    """Channel / server options bounding received and sent messages (GRPC_MAX_MESSAGE_BYTES)."""
+    return [
+        ("grpc.max_receive_message_length", max_bytes),
+        ("grpc.max_send_message_length", max_bytes),
+    ]
+
+
 async def start_service_grpc_server(
     settings: ServiceSettings,
     db: Database,
@@ -400,6 +571,7 @@ async def start_service_grpc_server(
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,
         reuse_port=settings.http_workers > 1,
+        options=message_size_options(settings.grpc_max_message_bytes),
     )
     server.add_servicer(add_to_server, servicer, service_name)
     await server.start(serving=await db.ping())

@@ -89,6 +89,12 @@ class ServiceSettings(BaseSettings):
     http_workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
     cors_origins: Annotated[list[str], NoDecode] = [WEB_UI_ORIGIN]
     cors_allow_credentials: bool = True
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; a larger one is refused with 413 "
+        "while it arrives (Content-Length or chunked), before it is held in memory",
+    )
 
     # --- conditional requests and idempotency keys (docs/errors.md) ---
     require_if_match: bool = Field(
@@ -109,6 +115,12 @@ class ServiceSettings(BaseSettings):
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 5000
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
+    grpc_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC message received or sent, in bytes (a larger request is "
+        "refused with RESOURCE_EXHAUSTED)",
+    )
 
     # --- gRPC mutual TLS and authorisation (lkern_common.grpc_auth; docs/deploy.md) ---
     grpc_tls_ca: Path = Field(

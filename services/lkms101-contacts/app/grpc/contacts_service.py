@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/grpc/contacts_service.py
 DESCRIPTION: gRPC servicer implementation for contacts (async, shares the app's database pool)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:30:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:15:00
 ================================================================
 """
 
@@ -16,6 +16,7 @@ import grpc
 from app.database import Database
 from app.grpc import contacts_pb2, contacts_pb2_grpc
 from app.services.contacts_service import ContactNotFoundError, ContactRow, ContactsReader
+from lkern_common.errors import BadRequestError
 from lkern_common.grpc_auth import requires_scope
 
 # === LOGGING ===
@@ -50,7 +51,8 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     """
     gRPC servicer for contacts operations. Every call only reads: one autocommit query on the
     shared pool (ContactsReader: no session, no BEGIN / COMMIT round trips); unexpected errors
-    become INTERNAL with a generic message (the server's interceptor logs the details).
+    become INTERNAL with a generic message (the server's interceptor logs the details); domain
+    errors raised here end the call with their gRPC code (the same interceptor).
     """
 
     def __init__(self, db: Database) -> None:
@@ -63,7 +65,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
         """Get contact by ID; NOT_FOUND with the standard's message when it does not exist."""
         contact = await self.contacts.find_contact(request.id)
         if contact is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, ContactNotFoundError(request.id).message)
+            raise ContactNotFoundError(request.id)  # NOT_FOUND (the server's interceptor)
         logger.debug("gRPC: Retrieved contact %s", request.id)
         return contacts_pb2.GetContactResponse(contact=contact_to_proto(contact))
 
@@ -73,10 +75,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
     ) -> contacts_pb2.GetContactsByIdsResponse:
         """The contacts that exist among the ids (one query); over 1,000 ids → INVALID_ARGUMENT."""
         if len(request.ids) > MAX_BATCH_IDS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"At most {MAX_BATCH_IDS} ids per call (got {len(request.ids)})",
-            )
+            raise BadRequestError(f"At most {MAX_BATCH_IDS} ids per call (got {len(request.ids)})")
         contacts = await self.contacts.get_contacts_by_ids(list(request.ids))
         logger.debug("gRPC: Retrieved %d contacts", len(contacts))
         return contacts_pb2.GetContactsByIdsResponse(

@@ -30,10 +30,13 @@ from lkern_common.web.conditional import (
     not_modified,
     set_etag,
 )
+from lkern_common.web.inputs import Text
+from lkern_common.web.openapi import LIST_RESPONSES
+from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
 
 # === ROUTER ===
-router = APIRouter(prefix="/contacts", tags=["contacts"])
+router = APIRouter(prefix="/contacts", tags=["contacts"], route_class=ApiRoute)
 
 # === CONSTANTS ===
 ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
@@ -63,14 +66,19 @@ ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
 
 
 # === GET ALL CONTACTS ===
-@router.get("/", response_model=list[ContactResponse], dependencies=[requires(CONTACTS_READ)])
+@router.get(
+    "/",
+    response_model=list[ContactResponse],
+    responses=LIST_RESPONSES,
+    dependencies=[requires(CONTACTS_READ)],
+)
 async def get_contacts(
     service: ReaderDep,
     response: Response,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
     is_active: bool | None = Query(None, description="Filter by active status"),
-    q: str | None = Query(
+    q: Text | None = Query(
         None, max_length=255, description="Search name and email (case-insensitive substring)"
     ),
 ) -> Sequence[ContactRow]:

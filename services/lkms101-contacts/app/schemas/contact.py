@@ -4,27 +4,35 @@ FILE: contact.py
 PATH: /services/lkms101-contacts/app/schemas/contact.py
 DESCRIPTION: Pydantic schemas for contact request/response validation
 VERSION: v1.1.0
-UPDATED: 2026-12-02 03:10:00
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 """
 
 # === IMPORTS ===
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from lkern_common.web.inputs import Email, Flag, InputModel, omittable
+
+# === TYPES ===
+# Surrounding whitespace is dropped (InputModel), so a name of only spaces is an empty name
+# (422): the pattern says so (at least one character that is not white space).
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=255, pattern=r"\S", description="Contact full name"),
+]
+Phone = Annotated[str, Field(max_length=50, description="Contact phone number")]
 
 
 # === BASE SCHEMA ===
-class ContactBase(BaseModel):
-    """Base schema with common contact fields."""
+class ContactBase(InputModel):
+    """Base schema with common contact fields (unknown fields are refused: InputModel)."""
 
-    # Surrounding whitespace is dropped, so a name of only spaces is an empty name (422).
-    model_config = ConfigDict(str_strip_whitespace=True)
-
-    name: str = Field(..., min_length=1, max_length=255, description="Contact full name")
-    email: EmailStr = Field(..., max_length=255, description="Contact email address")
-    phone: str | None = Field(None, max_length=50, description="Contact phone number")
+    name: Name
+    email: Email = Field(..., description="Contact email address")
+    phone: Phone | None = None
 
 
 # === CREATE SCHEMA ===
@@ -33,29 +41,17 @@ class ContactCreate(ContactBase):
 
 
 # === UPDATE SCHEMA ===
-class ContactUpdate(BaseModel):
-    """Schema for updating contact (all fields optional; only the fields sent are changed)."""
+class ContactUpdate(InputModel):
+    """
+    Schema for updating contact (all fields optional; only the fields sent are changed).
+    `null` clears the phone; a contact always has a name, an email and a status, so `null` for
+    those is a 422 (and the schema does not call them nullable).
+    """
 
-    model_config = ConfigDict(str_strip_whitespace=True)
-
-    name: str | None = Field(None, min_length=1, max_length=255)
-    email: EmailStr | None = Field(None, max_length=255)
-    phone: str | None = Field(None, max_length=50)
-    is_active: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _required_fields_not_null(cls, data: Any) -> Any:
-        """`null` may clear the phone, but a contact always has a name, an email and a status."""
-        if isinstance(data, dict):
-            nulled = [
-                field
-                for field in ("name", "email", "is_active")
-                if field in data and data[field] is None
-            ]
-            if nulled:
-                raise ValueError(f"{', '.join(nulled)} cannot be null")
-        return data
+    name: Name = omittable()
+    email: Email = omittable(description="Contact email address")
+    phone: Phone | None = None
+    is_active: Flag = omittable(description="false deactivates the contact")
 
 
 # === RESPONSE SCHEMA ===

@@ -17,7 +17,8 @@ from app.database import Database
 from app.grpc import orders_pb2, orders_pb2_grpc
 from app.services.money import format_decimal
 from app.services.order_status import OrderStatus
-from app.services.orders_service import OrderNotFoundError, OrdersReader, OrderView
+from app.services.orders_service import OrdersReader, OrderView
+from lkern_common.errors import BadRequestError
 from lkern_common.grpc_auth import requires_scope
 
 # === LOGGING ===
@@ -77,10 +78,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         self, request: orders_pb2.GetOrderRequest, context: Context
     ) -> orders_pb2.GetOrderResponse:
         """Get order by ID; NOT_FOUND when it does not exist."""
-        try:
-            view = await self.orders.get_order_view(request.id)
-        except OrderNotFoundError as error:
-            await context.abort(grpc.StatusCode.NOT_FOUND, error.message)
+        # OrderNotFoundError ends the call with NOT_FOUND (the server's interceptor).
+        view = await self.orders.get_order_view(request.id)
         logger.debug("gRPC: Retrieved order %s", request.id)
         return orders_pb2.GetOrderResponse(order=order_to_proto(view))
 
@@ -91,8 +90,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         """A page of the contact's orders by id; bad paging → INVALID_ARGUMENT."""
         limit = request.limit or DEFAULT_LIMIT
         if request.skip < 0 or not 1 <= limit <= MAX_LIMIT:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise BadRequestError(
                 f"skip must be >= 0 and limit between 1 and {MAX_LIMIT} "
                 f"(got skip={request.skip}, limit={request.limit})",
             )

@@ -37,10 +37,12 @@ from lkern_common.web.conditional import (
     not_modified,
     set_etag,
 )
+from lkern_common.web.openapi import LIST_RESPONSES
+from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
 
 # === ROUTER ===
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
 # === CONSTANTS ===
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Order not found"}}
@@ -98,7 +100,12 @@ def order_response(view: OrderView) -> OrderResponse:
 
 
 # === GET ALL ORDERS ===
-@router.get("/", response_model=list[OrderResponse], dependencies=[requires(ORDERS_READ)])
+@router.get(
+    "/",
+    response_model=list[OrderResponse],
+    responses=LIST_RESPONSES,
+    dependencies=[requires(ORDERS_READ)],
+)
 async def get_orders(
     service: ReaderDep,
     response: Response,

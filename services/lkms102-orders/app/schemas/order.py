@@ -4,7 +4,7 @@ FILE: order.py
 PATH: /services/lkms102-orders/app/schemas/order.py
 DESCRIPTION: Pydantic schemas for order request/response validation (money as strings in JSON)
 VERSION: v1.1.0
-UPDATED: 2026-12-02 03:15:00
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 """
 
@@ -24,6 +24,7 @@ from pydantic import (
 
 from app.services.money import (
     DEFAULT_CURRENCY,
+    ISO_4217_CURRENCIES,
     PRICE_DIGITS,
     PRICE_PLACES,
     QUANTITY_DIGITS,
@@ -37,14 +38,37 @@ from app.services.money import (
     order_total,
 )
 from app.services.order_status import OrderStatus
-from lkern_common.database import INT32_MAX
+from lkern_common.web.inputs import Id, InputModel, omittable
 
 # === CONSTANTS ===
 MAX_LINES = 500
 MAX_NOTES_LENGTH = 4000
 MAX_DESCRIPTION_LENGTH = 500
+# The currency codes the document lists (what is accepted; lower case is normalised too).
+CURRENCY_CODES: list[Any] = sorted(ISO_4217_CURRENCIES)
+
 
 # === TYPES ===
+def _decimal_schema(places: int, whole_digits: int, positive: bool) -> Any:
+    """
+    The JSON schema of a decimal input says what a string must look like (plain notation, at
+    most ``whole_digits`` digits before the point and ``places`` after it, > 0 when
+    ``positive``) and bounds the number form; pydantic's default only says "string".
+    """
+    nonzero = "(?=[0-9.]*[1-9])" if positive else ""
+    pattern = f"^{nonzero}0*[0-9]{{1,{whole_digits}}}(\\.[0-9]{{1,{places}}}0*)?$"
+    largest = float("9" * whole_digits + "." + "9" * places)
+
+    def update(schema: dict[str, Any]) -> None:
+        for branch in schema.get("anyOf", []):
+            if branch.get("type") == "string":
+                branch["pattern"] = pattern
+            elif branch.get("type") == "number":
+                branch["maximum"] = largest
+
+    return update
+
+
 # Input: a JSON string ("19.99") or number (19.99); NaN, Infinity and extra decimals → 422.
 # A number is read as its shortest decimal form; send strings when every digit matters.
 QuantityIn = Annotated[
@@ -56,6 +80,7 @@ QuantityIn = Annotated[
         allow_inf_nan=False,
         description="Quantity > 0, at most 3 decimal places (string or number)",
         examples=["2"],
+        json_schema_extra=_decimal_schema(QUANTITY_PLACES, QUANTITY_DIGITS - QUANTITY_PLACES, True),
     ),
 ]
 PriceIn = Annotated[
@@ -67,6 +92,7 @@ PriceIn = Annotated[
         allow_inf_nan=False,
         description="Unit price >= 0, at most 2 decimal places (string or number)",
         examples=["19.99"],
+        json_schema_extra=_decimal_schema(PRICE_PLACES, PRICE_DIGITS - PRICE_PLACES, False),
     ),
 ]
 # Output: always a JSON string in plain notation at the stored scale ("39.98", "2.000").
@@ -74,15 +100,13 @@ DecimalString = Annotated[
     Decimal,
     PlainSerializer(format_decimal, return_type=str, when_used="json"),
 ]
-ContactId = Annotated[int, Field(gt=0, le=INT32_MAX, description="Contact ID (lkms101)")]
+ContactId = Annotated[Id, Field(description="Contact ID (lkms101)", examples=[1])]
 Notes = Annotated[str | None, Field(max_length=MAX_NOTES_LENGTH, description="Free-text notes")]
 
 
 # === LINE SCHEMAS ===
-class OrderLineIn(BaseModel):
+class OrderLineIn(InputModel):
     """One order line as a client sends it; line_total is computed by the service."""
-
-    model_config = ConfigDict(str_strip_whitespace=True)
 
     description: str = Field(
         ..., min_length=1, max_length=MAX_DESCRIPTION_LENGTH, description="What is ordered"
@@ -117,14 +141,15 @@ def _check_amounts(lines: list[OrderLineIn] | None) -> None:
 
 
 # === CREATE SCHEMA ===
-class OrderCreate(BaseModel):
+class OrderCreate(InputModel):
     """Schema for creating an order: the service assigns number, status, totals and timestamps."""
-
-    model_config = ConfigDict(str_strip_whitespace=True)
 
     contact_id: ContactId
     currency: str = Field(
-        DEFAULT_CURRENCY, description="ISO 4217 currency code (default EUR)", examples=["EUR"]
+        DEFAULT_CURRENCY,
+        description="ISO 4217 currency code (default EUR; lower case is accepted too)",
+        examples=["EUR"],
+        json_schema_extra={"enum": CURRENCY_CODES},
     )
     lines: list[OrderLineIn] = Field(..., min_length=1, max_length=MAX_LINES)
     notes: Notes = None
@@ -141,24 +166,15 @@ class OrderCreate(BaseModel):
 
 
 # === UPDATE SCHEMA ===
-class OrderUpdate(BaseModel):
+class OrderUpdate(InputModel):
     """
     Schema for editing a draft: `lines` (replaces all lines) and/or `notes` (`null` clears them).
-    Other fields are refused (422): status changes go through POST /{id}/status.
+    Other fields are refused (422): status changes go through POST /{id}/status. An order
+    always has lines: `"lines": null` is refused, leaving it out keeps them.
     """
 
-    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
-
-    lines: list[OrderLineIn] | None = Field(None, min_length=1, max_length=MAX_LINES)
+    lines: list[OrderLineIn] = omittable(min_length=1, max_length=MAX_LINES)
     notes: Notes = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lines_not_null(cls, data: Any) -> Any:
-        """An order always has lines: `"lines": null` is refused, leaving it out keeps them."""
-        if isinstance(data, dict) and "lines" in data and data["lines"] is None:
-            raise ValueError("lines cannot be null")
-        return data
 
     @model_validator(mode="after")
     def _amounts_fit(self) -> "OrderUpdate":
@@ -167,7 +183,7 @@ class OrderUpdate(BaseModel):
 
 
 # === STATUS SCHEMA ===
-class OrderStatusChange(BaseModel):
+class OrderStatusChange(InputModel):
     """Schema for POST /{id}/status."""
 
     status: OrderStatus = Field(..., description="The new status")

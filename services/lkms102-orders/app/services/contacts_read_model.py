@@ -98,6 +98,50 @@ async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactSnapsho
     return applied
 
 
+# === REPAIR ===
+def _repair_statement() -> ReturningInsert[tuple[int]]:
+    """The unconditional upsert of contacts' own answer (parameters: the snapshot's fields)."""
+    table = cast(Table, ContactReadModel.__table__)
+    fields = ("id", "name", "email", "is_active", "deleted", "version")
+    statement = insert(table).values({name: bindparam(name) for name in fields})
+    incoming = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={name: getattr(incoming, name) for name in fields[1:]} | {"updated_at": func.now()},
+    ).returning(table.c.id)
+
+
+REPAIR_SNAPSHOT = _repair_statement()
+
+
+async def repair_contact(
+    session: AsyncSession, snapshot: ContactSnapshot, stored_version: int
+) -> None:
+    """
+    Replace the row with ``snapshot``, contacts' own answer (GetContact), whatever the row
+    holds. For a row that claims a version contacts has not reached (a buggy or replayed
+    producer): left alone it would skip every real event as "older", for ever.
+    """
+    await session.execute(
+        REPAIR_SNAPSHOT,
+        {
+            "id": snapshot.id,
+            "name": snapshot.name,
+            "email": snapshot.email,
+            "is_active": snapshot.is_active,
+            "deleted": False,
+            "version": snapshot.version,
+        },
+    )
+    logger.warning(
+        "Read model: contact %s repaired from contacts' answer (version %s; the read model "
+        "claimed version %s)",
+        snapshot.id,
+        snapshot.version,
+        stored_version,
+    )
+
+
 # === READ ===
 async def get_contact(session: AsyncSession, contact_id: int) -> ContactReadModel | None:
     """The read model's row for ``contact_id`` (fresh from the database), or None."""

@@ -266,8 +266,10 @@ class OrdersService:
         The contact, when it may take orders. ValidateContact decides (unknown / inactive → 400
         with contacts' reason, unreachable → 503). The read model must agree: when it does not
         know the contact yet (its event has not arrived) or says it is inactive or deleted,
-        GetContact's answer is merged in by version; a read model that still says inactive or
-        deleted afterwards (a newer change than contacts answered) refuses the order (400).
+        GetContact's answer is merged in by version; a read model that still says inactive
+        afterwards (a newer change than contacts answered) refuses the order (400). A read
+        model that claims a version contacts' answer has not reached is wrong (contacts owns
+        the contact): it is repaired from that answer, and the repair is logged.
         """
         await self.contacts.validate(contact_id)
         contact = await contacts_read_model.get_contact(self.session, contact_id)
@@ -275,7 +277,10 @@ class OrdersService:
             snapshot = await self.contacts.fetch(contact_id)
             if snapshot is None:
                 raise ContactRejectedError(f"Contact with id {contact_id} not found")
-            await contacts_read_model.apply_contact_snapshot(self.session, snapshot)
+            if contact is not None and contact.version >= snapshot.version:
+                await contacts_read_model.repair_contact(self.session, snapshot, contact.version)
+            else:
+                await contacts_read_model.apply_contact_snapshot(self.session, snapshot)
             contact = await contacts_read_model.get_contact(self.session, contact_id)
         if contact is None or contact.deleted:
             raise ContactRejectedError(f"Contact {contact_id} has been deleted")

@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:25:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
@@ -29,7 +30,13 @@ from lkern_common.web.health import (
     add_readiness_check,
     health_router,
 )
-from lkern_common.web.middleware import RequestIdMiddleware
+from lkern_common.web.middleware import (
+    BodyLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestIdMiddleware,
+)
+from lkern_common.web.openapi import complete_openapi
+from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import AUTH_RESPONSES, check_routes
 
 # === TYPES ===
@@ -86,6 +93,18 @@ def _keys_check(verifier: TokenVerifier) -> ReadinessCheck:
     return check
 
 
+# === ROUTES ===
+def _check_route_classes(routers: Sequence[APIRouter]) -> None:
+    """Every API route parses its body with the shared bounded JSON parser (routing.ApiRoute)."""
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and not isinstance(route, ApiRoute):
+                raise TypeError(
+                    f"route {route.path} is a {type(route).__name__}: declare its router as "
+                    "APIRouter(..., route_class=lkern_common.web.routing.ApiRoute)"
+                )
+
+
 # === FACTORY ===
 def create_service_app(
     settings: ServiceSettings,
@@ -99,10 +118,13 @@ def create_service_app(
     """
     The FastAPI app of a service: /docs and /redoc served without a CDN (assets shipped by
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
-    one error contract, /health, /ready and /, and a bearer token with the declared scope on
-    every other route (lkern_common.web.security: building an app with an undeclared route
-    fails). The token verifier is ``app.state.token_verifier`` (gRPC uses the same one).
+    one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
+    counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
+    and a bearer token with the declared scope on every other route (lkern_common.web.security:
+    building an app with an undeclared route fails). The token verifier is
+    ``app.state.token_verifier`` (gRPC uses the same one).
     """
+    _check_route_classes(routers)
     verifier = TokenVerifier.from_settings(settings)
     app = FastAPIOffline(
         title=title,
@@ -112,6 +134,8 @@ def create_service_app(
         redoc_url="/redoc",
         lifespan=_freezing_gc(_with_verifier(lifespan, verifier)),
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)
+    app.add_middleware(HeadAsGetMiddleware)
     app.state.token_verifier = verifier
     add_readiness_check(app, "auth", _keys_check(verifier))
     app.add_middleware(
@@ -140,4 +164,5 @@ def create_service_app(
     for router in routers:
         app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
     check_routes(app)
+    complete_openapi(app, api_prefix)
     return app

@@ -2,9 +2,9 @@
 ================================================================
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
-DESCRIPTION: Request id and access-log middleware (plain ASGI, no per-request task overhead)
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:25:00
+DESCRIPTION: Request id, access log, last-resort 500, HEAD and body-size middleware (plain ASGI)
+VERSION: v1.2.0
+UPDATED: 2026-12-02 03:45:00
 ================================================================
 """
 
@@ -12,6 +12,9 @@ UPDATED: 2026-12-02 02:25:00
 import logging
 import time
 
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lkern_common.request_context import (
@@ -23,9 +26,11 @@ from lkern_common.request_context import (
 
 # === LOGGING ===
 logger = logging.getLogger("lkern.access")
+error_logger = logging.getLogger(__name__)
 
 # === CONSTANTS ===
 _HEADER_BYTES = REQUEST_ID_HEADER.encode()
+_INTERNAL_ERROR_BODY = b'{"detail":"Internal server error"}'
 
 
 # === MIDDLEWARE ===
@@ -34,6 +39,11 @@ class RequestIdMiddleware:
     Takes ``X-Request-ID`` from the request (or generates one), binds it to the context so
     every log line of the request carries it, returns it on the response, and logs one access
     line per request when ``log_requests`` is on.
+
+    It is also the last resort for an exception nothing else handled: logged once, with its
+    stack trace and the request id, and answered with a generic 500 that carries the request
+    id. (Starlette's own 500 handler runs outside this middleware, after the request id is
+    gone, and re-raises so that the server logs the trace a second time.)
     """
 
     def __init__(self, app: ASGIApp, log_requests: bool = True) -> None:
@@ -53,7 +63,7 @@ class RequestIdMiddleware:
         # Set by the route's token check (lkern_common.web.security); the access line shows it.
         subject_token = subject_var.set(None)
         started = time.perf_counter()
-        status_code = 500
+        status_code = 0
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status_code
@@ -65,6 +75,11 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            error_logger.exception("Unhandled error in %s %s", scope["method"], scope["path"])
+            if not status_code:  # else the response is cut short: nothing more can be sent
+                await _send_internal_error(send_with_request_id)
+            status_code = status_code or 500
         finally:
             if self.log_requests:
                 logger.info(
@@ -76,3 +91,85 @@ class RequestIdMiddleware:
                 )
             subject_var.reset(subject_token)
             request_id_var.reset(token)
+
+
+async def _send_internal_error(send: Send) -> None:
+    """A generic JSON 500: never a stack trace or an exception's text to the client."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_INTERNAL_ERROR_BODY)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _INTERNAL_ERROR_BODY})
+
+
+class HeadAsGetMiddleware:
+    """
+    ``HEAD`` is answered like ``GET`` without a body (RFC 9110): FastAPI's routes take only the
+    methods they declare, so a HEAD was a 405. The request goes to the app as a GET; the
+    response keeps its status and headers (Content-Length included) and loses its body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+class RequestBodyTooLargeError(HTTPException):
+    """The request body is larger than HTTP_MAX_BODY_BYTES (413, rendered like every error)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body is larger than {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    """
+    Refuses a request body larger than ``max_body_bytes`` with 413 before it is held in
+    memory: at once when its Content-Length says so (the body is never read), else while it
+    arrives (chunked transfer), counting the bytes of each message the app receives; the
+    first message past the limit raises RequestBodyTooLargeError, which the app's error
+    handling renders as a 413. (FastAPI's own ``max_body_size`` answers a declared size with a
+    plain-text 413 sent around the app's middleware, without the request id.)
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            error = RequestBodyTooLargeError(self.max_body_bytes)
+            await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise RequestBodyTooLargeError(self.max_body_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)

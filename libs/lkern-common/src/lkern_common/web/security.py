@@ -3,8 +3,8 @@
 FILE: security.py
 PATH: /libs/lkern-common/src/lkern_common/web/security.py
 DESCRIPTION: REST authentication: bearer tokens, the scope each route declares, 401/403 answers
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:20:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 03:50:00
 ================================================================
 
 Each route declares what it needs next to it, in its decorator::
@@ -43,9 +43,28 @@ from lkern_common.request_context import subject_var
 PUBLIC_PATHS = frozenset(
     {"/health", "/ready", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+
+
+def _challenge_header(description: str) -> dict[str, Any]:
+    """The documented WWW-Authenticate header of a 401/403 (schemathesis checks it is sent)."""
+    return {
+        "WWW-Authenticate": {
+            "description": description,
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    }
+
+
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No bearer token, or an invalid one (`WWW-Authenticate` says which)"},
-    403: {"description": "The token lacks the scope this operation needs"},
+    401: {
+        "description": "No bearer token, or an invalid one (`WWW-Authenticate` says which)",
+        "headers": _challenge_header('`Bearer`, or `Bearer error="invalid_token"`'),
+    },
+    403: {
+        "description": "The token lacks the scope this operation needs",
+        "headers": _challenge_header('`Bearer error="insufficient_scope", scope="..."`'),
+    },
 }
 
 BEARER_DESCRIPTION = (
