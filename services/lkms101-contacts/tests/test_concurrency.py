@@ -24,7 +24,7 @@ from app.database import Database
 from app.main import create_app
 from lkern_common.idempotency import IdempotencyKey
 from lkern_common.outbox.model import OutboxEvent
-from lkern_devstack.testing import wait_for_lock_waiters
+from lkern_devstack.testing import eventually, wait_for_lock_waiters
 from tests.conftest import TOKENS
 
 # === CONSTANTS ===
@@ -60,14 +60,6 @@ async def contacts_with_email(db: Database, email: str) -> int:
             text("SELECT count(*) FROM contacts WHERE email = :email"), {"email": email}
         )
     return int(count or 0)
-
-
-async def eventually_true(check: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -355,7 +347,7 @@ async def test_an_expired_key_runs_again_and_the_service_deletes_it(
             left = await session.scalar(select(func.count()).select_from(IdempotencyKey))
         return left == 0
 
-    await eventually_true(key_deleted, "the service's cleanup deleted the expired key")
+    await eventually(key_deleted, "the service's cleanup deleted the expired key")
 
 
 # === CORS / OPENAPI ===

@@ -13,12 +13,13 @@ import asyncio
 import atexit
 import contextlib
 import functools
+import inspect
 import json
 import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -270,6 +271,23 @@ async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
         sa_event.remove(db.engine.sync_engine, "checkout", on_checkout)
         for driver in logged:
             driver.remove_query_logger(log)
+
+
+# === WAITING ===
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = 30.0
+) -> None:
+    """Wait until ``condition()`` holds (polled, up to ``timeout_s``); fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.05)
 
 
 # === LOCK WAITS ===
