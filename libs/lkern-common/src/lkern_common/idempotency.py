@@ -3,8 +3,8 @@
 FILE: idempotency.py
 PATH: /libs/lkern-common/src/lkern_common/idempotency.py
 DESCRIPTION: Idempotency keys for POSTs: stored responses, replay, migration helpers, expiry
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:20:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 
 A client sends ``Idempotency-Key: <key>`` (IETF httpapi draft) on a POST that creates or
@@ -287,17 +287,22 @@ def install_idempotency(app: Any, settings: ServiceSettings) -> None:
     app.state.idempotency_ttl_seconds = settings.idempotency_key_ttl_seconds
 
 
+# The header as a route parameter: a route that opens its transaction only when a key is sent
+# (contacts' create) declares it itself and calls get_idempotency with its session.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        description="Any unique string (a UUID): a retry with the same key and body gets "
+        "the first answer again (header `Idempotent-Replayed: true`) instead of a second "
+        "change; keys expire after IDEMPOTENCY_KEY_TTL_SECONDS (default 24 h)",
+    ),
+]
+
+
 async def get_idempotency(
     request: Request,
     session: SessionDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            description="Any unique string (a UUID): a retry with the same key and body gets "
-            "the first answer again (header `Idempotent-Replayed: true`) instead of a second "
-            "change; keys expire after IDEMPOTENCY_KEY_TTL_SECONDS (default 24 h)",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Idempotency:
     """The request's Idempotency-Key, bound to the request's transaction."""
     return Idempotency(

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /services/lkms101-contacts/app/kafka/events.py
 DESCRIPTION: Contact events (lkern.contacts.*): payloads, written to the outbox with the change
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:25:00
 ================================================================
 
 The standard publishes after commit and only logs a failure, so an event is lost while Kafka is
@@ -19,9 +19,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.data.contacts import ContactView
 from app.models.contact import Contact
 from app.schemas.contact import ContactResponse
 from lkern_common.events import build_event, format_timestamp
@@ -60,7 +60,7 @@ class ContactEventType(StrEnum):
 
 
 # === PAYLOAD ===
-def contact_snapshot(contact: Contact | Row[Any]) -> dict[str, Any]:
+def contact_snapshot(contact: Contact | ContactView) -> dict[str, Any]:
     """The full contact as the REST API returns it (same fields, same formats)."""
     return ContactResponse.model_validate(contact).model_dump(mode="json")
 
