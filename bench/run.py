@@ -57,6 +57,7 @@ from bench.stack import (
     listening_pid,
 )
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
+from lkern_common.settings import available_cores
 
 # === CONSTANTS ===
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -506,8 +507,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--anchor-workers",
         type=int,
-        default=1,
-        help="uvicorn workers of the anchor app (default: the services' HTTP_WORKERS, else 1)",
+        default=0,
+        help="uvicorn workers of the anchor app (default: as many as each service has)",
     )
     parser.add_argument(
         "--idle-wait",
@@ -616,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         if "pgbench" in sections:
             limits = measure_pgbench(targets, options.seconds, report)
         if "anchor" in sections:
-            workers = int(service_env.get("HTTP_WORKERS", str(options.anchor_workers)))
+            workers = int(service_env.get("HTTP_WORKERS", "0")) or options.anchor_workers
+            workers = workers or available_cores()  # the services' default (HTTP_WORKERS=0)
             anchors = measure_anchor(targets, options.seconds, workers, limits, report)
         if "rest" in sections:
             measure_rest(
