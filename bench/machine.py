@@ -95,3 +95,20 @@ class ForeignCpu:
         self.share = sum(used.values()) / capacity if capacity else 0.0
         self.top = sorted(used.items(), key=lambda item: -item[1])[:3]
         return self.share
+
+
+# === CPU OF THE PROCESSES UNDER TEST ===
+def tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds of a process and its living descendants (uvicorn's workers)."""
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            total += _cpu_seconds(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total

@@ -44,7 +44,13 @@ from bench.events import (
     percentile,
     wait_until_quiet,
 )
-from bench.machine import BUSY_SHARE, IDLE_CPU_PERCENT, ForeignCpu, wait_until_idle
+from bench.machine import (
+    BUSY_SHARE,
+    IDLE_CPU_PERCENT,
+    ForeignCpu,
+    tree_cpu_seconds,
+    wait_until_idle,
+)
 from bench.memory import MemorySampler
 from bench.pgbench import INSERT_EMAIL_PREFIX, PgbenchResult, run_pgbench
 from bench.seed import seed
@@ -232,6 +238,7 @@ def measure_rest(
     report: Report,
     *,
     writes: bool,
+    pids: dict[str, int],
 ) -> None:
     nonce = uuid.uuid4().hex[:8]
     urls = {"contacts": targets.contacts_url, "orders": targets.orders_url}
@@ -246,6 +253,7 @@ def measure_rest(
                 "create_order": [str(CONTACTS)],
             }[script]
             with machine_window(report, f"{name} c={connections}"):
+                cpu_before = tree_cpu_seconds(pids[service]) if service in pids else 0.0
                 result = run_wrk(
                     name,
                     script,
@@ -255,6 +263,10 @@ def measure_rest(
                     args=args,
                     headers=targets.auth_headers,
                 )
+                if service in pids:
+                    result.cpu_ms_per_request = _cpu_ms(
+                        tree_cpu_seconds(pids[service]) - cpu_before, result.requests
+                    )
                 report.data.setdefault("rest", []).append(asdict(result))
                 limit = limits.get((limit_script or "", connections))
                 _rest_rows(name, result, limit, anchors.get(name), report)
@@ -278,6 +290,10 @@ def _rest_rows(
         )
     if anchor is not None and c == anchor.connections:
         compared.append(f"{result.rps / anchor.rps:.0%} of the anchor ({anchor.rps:,.0f})")
+    if result.cpu_ms_per_request:
+        compared.append(f"CPU {result.cpu_ms_per_request:.2f} ms/req")
+    if anchor is not None and c == anchor.connections and anchor.cpu_ms_per_request:
+        compared.append(f"anchor {anchor.cpu_ms_per_request:.2f}")
     row = report.add(
         f"{name} c={c}",
         f"{result.rps:,.0f} req/s  p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
@@ -314,6 +330,11 @@ def _rest_budget(
     return "", True
 
 
+def _cpu_ms(cpu_seconds: float, requests: int) -> float:
+    """CPU milliseconds the server's processes spent per request (load-independent-ish)."""
+    return cpu_seconds * 1000 / requests if requests else 0.0
+
+
 def measure_anchor(
     targets: StackTargets,
     seconds: float,
@@ -335,6 +356,8 @@ def measure_anchor(
     try:
         for name, script in ANCHOR_SCENARIOS.items():
             with machine_window(report, f"anchor {name}"):
+                assert anchor.process is not None
+                cpu_before = tree_cpu_seconds(anchor.process.pid)
                 result = run_wrk(
                     f"anchor {name}",
                     script,
@@ -343,14 +366,18 @@ def measure_anchor(
                     seconds=seconds,
                     args=args[script],
                 )
+                result.cpu_ms_per_request = _cpu_ms(
+                    tree_cpu_seconds(anchor.process.pid) - cpu_before, result.requests
+                )
                 results[name] = result
                 report.data.setdefault("anchor", []).append(asdict(result))
                 limit = limits.get(
                     (REST_READS.get(name, REST_WRITES.get(name, ("", "", "")))[2] or "", 16)
                 )
                 compared = (
-                    f"{result.rps / limit.tps:.1%} of pgbench {limit.script}" if limit else ""
+                    f"{result.rps / limit.tps:.1%} of pgbench {limit.script}; " if limit else ""
                 )
+                compared += f"CPU {result.cpu_ms_per_request:.2f} ms/req"
                 report.add(
                     f"anchor {name} c=16",
                     f"{result.rps:,.0f} req/s  p50 {result.p50_ms:.1f} ms  "
@@ -622,13 +649,27 @@ def main(argv: list[str] | None = None) -> int:
             anchors = measure_anchor(targets, options.seconds, workers, limits, report)
         if "rest" in sections:
             measure_rest(
-                REST_READS, targets, options.seconds, limits, anchors, report, writes=False
+                REST_READS,
+                targets,
+                options.seconds,
+                limits,
+                anchors,
+                report,
+                writes=False,
+                pids=pids,
             )
         if "grpc" in sections:
             measure_grpc(targets, options.seconds, options.grpc_clients, report)
         if "rest" in sections:
             measure_rest(
-                REST_WRITES, targets, options.seconds, limits, anchors, report, writes=True
+                REST_WRITES,
+                targets,
+                options.seconds,
+                limits,
+                anchors,
+                report,
+                writes=True,
+                pids=pids,
             )
         if "events" in sections:
             measure_events(targets, options.seconds, options.burst, report)
