@@ -25,7 +25,7 @@ from sqlalchemy import select
 from app.database import Database
 from app.models.contact import ContactReadModel
 from app.models.order import Order
-from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
+from app.services.contacts_read_model import ContactState, apply_contact_snapshot
 from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_pki import DevPki
@@ -333,7 +333,7 @@ async def test_newer_read_model_data_is_not_overwritten_by_get_contact(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="From a newer event",
                 email="newer@example.com",
@@ -362,7 +362,7 @@ async def test_read_model_ahead_of_contacts_is_repaired_from_its_answer(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Bogus",
                 email="bogus@example.com",
@@ -388,7 +388,7 @@ async def test_read_model_ahead_of_contacts_is_repaired_from_its_answer(
     async with db.transaction() as session:
         applied = await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Renamed",
                 email=contact["email"],
@@ -409,7 +409,7 @@ async def test_stale_inactive_read_model_is_corrected_by_contacts(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name=contact["name"],
                 email=contact["email"],
@@ -431,7 +431,7 @@ async def test_response_shows_the_current_name_and_keeps_the_snapshot(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Peter Veľký",
                 email="peter@new.example",
