@@ -137,6 +137,9 @@ def fetch_broker_count(host: str, port: int, timeout: float = 2.0) -> int:
     lists (0 or an error: not ready). Blocking: the admin client runs on an event loop of its
     own in a worker thread, so ``start()`` works inside and outside asyncio.
     """
+    # Only once the port accepts connections: aiokafka logs a refused bootstrap as an ERROR,
+    # which would fill `lkern up`'s output while the broker starts.
+    socket.create_connection((host, port), timeout=timeout).close()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-probe") as pool:
         return pool.submit(asyncio.run, _describe_brokers(f"{host}:{port}", timeout)).result()
 
