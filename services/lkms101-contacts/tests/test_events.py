@@ -3,8 +3,8 @@
 FILE: test_events.py
 PATH: /services/lkms101-contacts/tests/test_events.py
 DESCRIPTION: Contact events through the outbox against a real PostgreSQL and a real Tansu broker
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Every test tags its contacts with a unique email domain and reads the topics from the earliest
@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -31,7 +32,9 @@ from app.database import Database
 from app.main import create_app
 from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services.contacts_service import ContactsService
+from lkern_common.contracts import EVENTS_BY_TYPE
 from lkern_common.contracts.contacts import CONTACT_TOPICS
+from lkern_common.contracts.json_schemas import committed_schema
 from lkern_common.event_signing import SIGNATURE_HEADER, EventVerifier
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import OutboxEvent, OutboxRelay, RelayRole
@@ -117,6 +120,9 @@ def expected_value(
     }
     if changed_fields is not None:
         value["changed_fields"] = changed_fields
+    # What was published fits the shared contract's committed schema (lkern_common.contracts).
+    schema = committed_schema(EVENTS_BY_TYPE[event_type])
+    jsonschema_rs.validator_for(schema, validate_formats=True).validate(event.value)
     return value
 
 

@@ -20,5 +20,6 @@ from lkern_common.contracts.orders import ORDER_EVENTS
 
 # === REGISTRY ===
 ALL_EVENTS: tuple[type[EventContract], ...] = (*CONTACT_EVENTS, *ORDER_EVENTS)
+EVENTS_BY_TYPE: dict[str, type[EventContract]] = {event.EVENT_TYPE: event for event in ALL_EVENTS}
 
-__all__ = ["ALL_EVENTS", "EventContract", "event_json_schema"]
+__all__ = ["ALL_EVENTS", "EVENTS_BY_TYPE", "EventContract", "event_json_schema"]

@@ -16,6 +16,7 @@ contract change shows up as a diff of these files in review.
 # === IMPORTS ===
 import json
 from pathlib import Path
+from typing import Any
 
 from lkern_common.contracts import ALL_EVENTS
 from lkern_common.contracts.event import EventContract, event_json_schema
@@ -28,6 +29,14 @@ SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 def schema_file_name(contract: type[EventContract]) -> str:
     """``lkern.contacts.created.v1.json``: topic and version (a new version is a new file)."""
     return f"{contract.TOPIC}.v{contract.EVENT_VERSION}.json"
+
+
+def committed_schema(contract: type[EventContract], folder: Path = SCHEMAS_DIR) -> dict[str, Any]:
+    """The committed JSON Schema of ``contract`` (what other teams validate against)."""
+    schema: dict[str, Any] = json.loads(
+        (folder / schema_file_name(contract)).read_text(encoding="utf-8")
+    )
+    return schema
 
 
 def render_schemas() -> dict[str, str]:

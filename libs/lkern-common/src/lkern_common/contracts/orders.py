@@ -19,7 +19,7 @@ were published before the contract was shared.
 
 # === IMPORTS ===
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -115,6 +115,12 @@ class OrderEvent(EventContract):
                 "timestamp": moment,
             }
         )
+
+    def event_data(self) -> dict[str, Any]:
+        """The payload, ``timestamp`` last (as order events were always written)."""
+        data = super().event_data()
+        data["timestamp"] = data.pop("timestamp")
+        return data
 
     def event_key(self) -> str:
         """All events of one order share a key, so a partition (order per order)."""
