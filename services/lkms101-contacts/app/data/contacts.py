@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from app.models.contact_count import COUNTS_TABLE
+from lkern_common.events import format_timestamp
 
 # === VIEW ===
 # The columns in the order of ContactView's fields (and of ContactResponse's JSON).
@@ -126,9 +127,12 @@ def page_from_rows(rows: Sequence[Any]) -> tuple[list[ContactView], int]:
 
 # === CREATE ===
 # The contact and its ContactCreated outbox row in one statement (one round trip; the outbox's
-# NOTIFY trigger fires with it). The event is built in Python by the contract's own code from a
-# view whose id and created_at are not known yet: they are random marks, replaced in the JSON
-# text by the database's values (id as a number, created_at as pydantic writes it, UTC "Z").
+# NOTIFY trigger fires with it). The event is built in Python by the contract's own function
+# (ContactCreated.from_contact) from a view whose id and created_at are not known yet: they are
+# random marks, replaced in the compact JSON text by the database's values (the id as a number,
+# created_at as lkern_common.events.format_timestamp writes it). Only structural occurrences
+# are replaced: `"id":<mark>`, `"contact_id":<mark>` and the quoted `"<time mark>"` cannot
+# occur inside a JSON string value (its quotes are escaped), whatever a client sends.
 CREATED_AT_TEXT_SQL = (
     "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
     "CASE WHEN date_part('microseconds', c.created_at)::int % 1000000 = 0 THEN '' "
@@ -142,8 +146,11 @@ WITH c AS (
 ), event AS (
     INSERT INTO outbox_events (event_id, topic, key, payload, headers)
     SELECT $5::uuid, $6, c.id::text,
-           replace(replace($7::text, $9, c.id::text), $10, {CREATED_AT_TEXT_SQL})::json,
-           replace($8::text, $10, {CREATED_AT_TEXT_SQL})::json
+           replace(
+               replace(replace($7::text, '"id":' || $9, '"id":' || c.id),
+                       '"contact_id":' || $9, '"contact_id":' || c.id),
+               $10, '"' || {CREATED_AT_TEXT_SQL} || '"')::json,
+           replace($8::text, $10, '"' || {CREATED_AT_TEXT_SQL} || '"')::json
       FROM c
 )
 SELECT {COLUMNS} FROM c
@@ -159,10 +166,10 @@ class Marks:
 
     @classmethod
     def new(cls) -> "Marks":
-        # 60 random bits: a number no name, email or phone can be made to contain by design.
+        # A valid contact id (the contract checks it: 1…2^31-1) and a valid instant, random.
         moment = datetime.fromtimestamp(31_536_000 + secrets.randbelow(10**9), UTC)
         return cls(
-            id=2**61 + secrets.randbits(60),
+            id=2**30 + secrets.randbelow(2**30 - 1),
             created_at=moment.replace(microsecond=1 + secrets.randbelow(999_998)),
         )
 
@@ -172,8 +179,8 @@ class Marks:
 
     @property
     def created_at_text(self) -> str:
-        text: str = orjson.dumps(self.created_at, option=orjson.OPT_UTC_Z).decode()[1:-1]
-        return text
+        """The quoted JSON text of the time mark, as the event carries it."""
+        return f'"{format_timestamp(self.created_at)}"'
 
 
 def new_contact_view(

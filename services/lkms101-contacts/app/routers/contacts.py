@@ -3,7 +3,7 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.3.0
+VERSION: v1.4.0
 UPDATED: 2026-12-02 06:30:00
 ================================================================
 """

@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.5.0
-UPDATED: 2026-12-02 06:25:00
+VERSION: v1.6.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -30,18 +30,17 @@ from app.data.contacts import (
     page_from_rows,
     page_query,
 )
-from app.kafka.events import (
-    EVENT_SOURCE,
-    ContactEventType,
-    contact_event_data,
-    contact_snapshot,
-    record_contact_event,
-)
 from app.models.contact import Contact
+from app.outbox_events import write_contact_event
 from app.schemas.contact import ContactCreate, ContactUpdate
+from lkern_common.contracts.contacts import (
+    ContactCreated,
+    ContactDeleted,
+    ContactSnapshot,
+    ContactUpdated,
+)
 from lkern_common.database import Database
 from lkern_common.errors import BadRequestError, NotFoundError
-from lkern_common.events import build_event
 from lkern_common.request_context import get_subject
 from lkern_common.web.conditional import IfMatch
 
@@ -78,21 +77,12 @@ def _is_duplicate_email(error: IntegrityError) -> bool:
 def create_arguments(data: ContactCreate) -> list[Any]:
     """
     The arguments of CREATE_CONTACT: the contact's values and its ContactCreated event, built by
-    the events' own code (contact_snapshot, contact_event_data, build_event) from the view the
-    contact will have, with marks where the database fills in the id and created_at.
+    the contract's own function (ContactCreated.from_contact) from the view the contact will
+    have, with marks where the database fills in the id and created_at.
     """
     marks = Marks.new()
     view = new_contact_view(marks, data.name, data.email, data.phone, get_subject())
-    event_type = ContactEventType.CREATED
-    snapshot = contact_snapshot(view)
-    event = build_event(
-        topic=event_type.topic,
-        key=None,
-        event_type=event_type.value,
-        source=EVENT_SOURCE,
-        data=contact_event_data(event_type, snapshot, marks.created_at),
-        occurred_at=marks.created_at,
-    )
+    event = ContactCreated.from_contact(view).envelope()
     return [
         data.name,
         data.email,
@@ -208,14 +198,8 @@ class ContactsService:
         if changed:  # a request that changes nothing writes nothing and publishes nothing
             contact.updated_by = get_subject()
             await self._flush(contact.email)
-            assert contact.updated_at is not None  # set by the UPDATE, read back by RETURNING
-            await record_contact_event(
-                self.session,
-                ContactEventType.UPDATED,
-                contact_snapshot(contact),
-                contact.updated_at,
-                changed_fields=changed,
-            )
+            # updated_at: set by the UPDATE, read back by RETURNING (the event's time)
+            await write_contact_event(self.session, ContactUpdated.from_contact(contact, changed))
             logger.info("Updated contact %s: %s", contact_id, ", ".join(changed))
         return contact, changed
 
@@ -226,14 +210,14 @@ class ContactsService:
         """
         contact = await self._lock_contact(contact_id, if_match)
         # The event carries the last state with the version a change would have given it, so
-        # that consumers comparing versions apply the delete after every earlier event.
-        snapshot = contact_snapshot(contact)
-        snapshot["version"] = contact.version + 1
+        # that consumers comparing versions apply the delete after every earlier event
+        # (ContactDeleted.from_contact). Its last state is taken before the row is gone.
+        last_state = ContactSnapshot.from_contact(contact)
         await self.session.delete(contact)
         await self.session.flush()
         deleted_at = await self.session.scalar(select(func.now()))
         assert deleted_at is not None
-        await record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
+        await write_contact_event(self.session, ContactDeleted.from_contact(last_state, deleted_at))
         logger.info("Deleted contact: %s", contact_id)
         return contact
 

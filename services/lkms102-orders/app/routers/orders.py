@@ -3,7 +3,7 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.3.0
+VERSION: v1.4.0
 UPDATED: 2026-12-02 05:55:00
 ================================================================
 """
