@@ -977,3 +977,74 @@ async def test_refused_event_inside_a_batch_is_dead_lettered_after_one_attempt(
     assert dead.value == values[1]
     assert headers_of(dead)["x-dlq-attempts"] == "1"
     await eventually(lambda: _equals(harness.committed(), len(values)), "all committed")
+
+
+# === DEAD LETTERS THAT DO NOT FIT, STALLS ===
+async def test_poison_message_just_under_one_mib_is_dead_lettered_cut_and_the_next_applied(
+    harness: Harness,
+) -> None:
+    # A value the producer (1 MiB request limit) still takes; its dead-letter copy, with the
+    # x-dlq-* headers added, would not fit: before, its publish failed for ever.
+    oversized = orjson.dumps({**orjson.loads(make_event("ContactBroken")), "pad": "p" * 1_040_000})
+    good = make_event()
+    await harness.produce(oversized, key=b"7", headers=[("x-request-id", b"req-big")])
+    await harness.produce(good)
+    consumer = harness.consumer()
+    await consumer.start()
+
+    async def both_handled() -> bool:
+        return consumer.status.dead_lettered == 1 and consumer.status.processed == 1
+
+    await eventually(both_handled, "the oversized message is dead-lettered, the next applied")
+    (dead,) = await harness.dead_letters(expected=1)
+    headers = headers_of(dead)
+    assert headers["x-dlq-form"] == "cut"
+    assert headers["x-dlq-reason"] == "no-handler"
+    assert (headers["x-dlq-original-topic"], headers["x-dlq-original-offset"]) == (
+        harness.topic,
+        "0",
+    )
+    assert headers["x-dlq-original-value-bytes"] == str(len(oversized))
+    assert headers["x-request-id"] == "req-big" and dead.key == b"7"
+    assert oversized.startswith(dead.value) and len(dead.value) < len(oversized)
+    assert consumer.status.dead_letters_cut == 1
+    assert [row.event_id for row in await harness.applied()] == [event_id_of(good)]
+    await eventually(lambda: _equals(harness.committed(), 2), "both offsets are committed")
+    assert (await consumer.readiness_check()()).ok
+
+
+async def test_a_consumer_that_cannot_progress_with_lag_fails_its_readiness_check(
+    harness: Harness,
+) -> None:
+    await harness.produce(b"{not json")
+    await harness.produce(make_event())
+    # The dead-letter producer talks to a port where no broker listens: the consumer waits.
+    stuck = harness.consumer(
+        settings=harness.settings.model_copy(update={"kafka_consumer_stall_seconds": 1.0}),
+        producer_options={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+    )
+    await stuck.start()
+    check = stuck.readiness_check()
+
+    async def stalled() -> bool:
+        return not (await check()).ok
+
+    await eventually(stalled, "the readiness check reports the stall")
+    details = (await check()).details
+    assert details["lag"] == 2
+    assert details["seconds_without_progress"] >= 1.0
+    assert "waiting for the dead-letter topic" in details["stalled"]
+    assert details["state"] == "running"
+    await stuck.stop()
+
+    healthy = harness.consumer(
+        settings=harness.settings.model_copy(update={"kafka_consumer_stall_seconds": 1.0})
+    )
+    await healthy.start()
+
+    async def caught_up() -> bool:
+        return healthy.status.processed == 1 and healthy.status.lag == 0
+
+    await eventually(caught_up, "the next member handles both and has no lag")
+    await asyncio.sleep(1.5)  # longer than the stall threshold: idle is not stalled
+    assert (await healthy.readiness_check()()).ok
