@@ -46,6 +46,7 @@ from lkern_common.kafka.consumer import (
     is_database_unavailable,
     parse_envelope,
 )
+from lkern_common.kafka.dead_letter import message_size
 from lkern_common.kafka.inbox import (
     INBOX_TABLE,
     InboxEvent,
@@ -62,6 +63,7 @@ from lkern_devstack.testing import TEST_CLIENT, TestDatabase, shared_dev_pki
 LIB_DIR = Path(__file__).resolve().parents[1]
 APPLIED_TABLE = "consumer_test_applied"
 WAIT_S = 30.0
+ONE_MIB = 1024 * 1024
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -985,9 +987,14 @@ async def test_poison_message_just_under_one_mib_is_dead_lettered_cut_and_the_ne
 ) -> None:
     # A value the producer (1 MiB request limit) still takes; its dead-letter copy, with the
     # x-dlq-* headers added, would not fit: before, its publish failed for ever.
-    oversized = orjson.dumps({**orjson.loads(make_event("ContactBroken")), "pad": "p" * 1_040_000})
+    base = orjson.loads(make_event("ContactBroken"))
+    headers = [("x-request-id", b"req-big")]
+    probe = orjson.dumps({**base, "pad": ""})
+    overhead = message_size(b"7", probe, [*headers, *signed(probe)])
+    oversized = orjson.dumps({**base, "pad": "p" * (ONE_MIB - 64 - overhead)})
+    assert ONE_MIB - 128 < message_size(b"7", oversized, [*headers, *signed(oversized)]) < ONE_MIB
     good = make_event()
-    await harness.produce(oversized, key=b"7", headers=[("x-request-id", b"req-big")])
+    await harness.produce(oversized, key=b"7", headers=headers)
     await harness.produce(good)
     consumer = harness.consumer()
     await consumer.start()
@@ -997,15 +1004,15 @@ async def test_poison_message_just_under_one_mib_is_dead_lettered_cut_and_the_ne
 
     await eventually(both_handled, "the oversized message is dead-lettered, the next applied")
     (dead,) = await harness.dead_letters(expected=1)
-    headers = headers_of(dead)
-    assert headers["x-dlq-form"] == "cut"
-    assert headers["x-dlq-reason"] == "no-handler"
-    assert (headers["x-dlq-original-topic"], headers["x-dlq-original-offset"]) == (
+    dlq = headers_of(dead)
+    assert dlq["x-dlq-form"] == "cut"
+    assert dlq["x-dlq-reason"] == "no-handler"
+    assert (dlq["x-dlq-original-topic"], dlq["x-dlq-original-offset"]) == (
         harness.topic,
         "0",
     )
-    assert headers["x-dlq-original-value-bytes"] == str(len(oversized))
-    assert headers["x-request-id"] == "req-big" and dead.key == b"7"
+    assert dlq["x-dlq-original-value-bytes"] == str(len(oversized))
+    assert dlq["x-request-id"] == "req-big" and dead.key == b"7"
     assert oversized.startswith(dead.value) and len(dead.value) < len(oversized)
     assert consumer.status.dead_letters_cut == 1
     assert [row.event_id for row in await harness.applied()] == [event_id_of(good)]
