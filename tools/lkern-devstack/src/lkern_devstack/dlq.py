@@ -232,6 +232,7 @@ async def read_dead_letters(settings: ServiceSettings, topic: str | None) -> lis
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings))
     await consumer.start()
     try:
+        await consumer.topics()  # metadata of every topic, so their partitions are known
         partitions = [
             TopicPartition(name, partition)
             for name in topics
