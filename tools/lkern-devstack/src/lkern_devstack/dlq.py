@@ -287,19 +287,21 @@ async def replay(
     records = {read.entry.coordinates: read.record for read in reads}
     replaced = superseded([read.entry for read in reads])
     summary = ReplaySummary([], [], [])
+    todo = []
+    for entry in chosen:
+        if entry.coordinates in replaced:
+            summary.skipped_superseded.append(entry.coordinates)
+        else:
+            todo.append(entry)
+    if dry_run:
+        summary.replayed.extend(entry.coordinates for entry in todo)
+        return summary
     producer = AIOKafkaProducer(acks="all", **_client_options(settings))
     reader = AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings))
-    if not dry_run:
-        await producer.start()
-        await reader.start()
+    await producer.start()
+    await reader.start()
     try:
-        for entry in chosen:
-            if entry.coordinates in replaced:
-                summary.skipped_superseded.append(entry.coordinates)
-                continue
-            if dry_run:
-                summary.replayed.append(entry.coordinates)
-                continue
+        for entry in todo:
             source = records[entry.coordinates]
             if entry.form != WHOLE:
                 source = await _original_record(reader, entry)
@@ -312,9 +314,8 @@ async def replay(
             )
             summary.replayed.append(entry.coordinates)
     finally:
-        if not dry_run:
-            await producer.stop()
-            await reader.stop()
+        await producer.stop()
+        await reader.stop()
     return summary
 
 

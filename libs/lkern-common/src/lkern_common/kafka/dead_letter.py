@@ -97,7 +97,7 @@ class DeadLetter:
     """One dead-letter message, ready to send."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None only for a whole copy of a message without a value
     headers: Headers
     form: str
 
@@ -152,7 +152,7 @@ def _original_headers(record: Any) -> Headers:
 def whole_dead_letter(record: Any, added: Mapping[str, str]) -> DeadLetter:
     """Form 1: the original key, value and headers plus ``added``."""
     headers = [*_original_headers(record), *_encoded({**added, FORM_HEADER: WHOLE})]
-    return DeadLetter(record.key, record.value or b"", headers, WHOLE)
+    return DeadLetter(record.key, record.value, headers, WHOLE)
 
 
 def cut_dead_letter(record: Any, added: Mapping[str, str], max_bytes: int) -> DeadLetter:
