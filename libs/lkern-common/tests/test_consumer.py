@@ -3,8 +3,8 @@
 FILE: test_consumer.py
 PATH: /libs/lkern-common/tests/test_consumer.py
 DESCRIPTION: Idempotent consumer and inbox against a real Tansu broker and a real PostgreSQL
-VERSION: v1.0.0
-UPDATED: 2026-11-26 14:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 The library has no Alembic setup of its own, so this module creates the inbox table and a small

@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 

@@ -51,6 +51,7 @@ from lkern_common.kafka.retries import (
 from lkern_common.request_context import request_id_var
 
 # === LOGGING ===
+# Under the consumer's name, as before the split: log filters and alerts keep matching.
 logger = logging.getLogger("lkern_common.kafka.consumer")
 
 # === CONSTANTS ===
