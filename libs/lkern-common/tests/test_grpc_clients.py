@@ -40,7 +40,7 @@ from lkern_common.grpc_clients.contacts import (
     ContactsClient,
     ContactsClientError,
     ContactsClientSettings,
-    ContactsUnavailableError,
+    ContactsUnreachableError,
     ContactValidation,
     service_config,
 )
@@ -300,7 +300,7 @@ async def test_retry_unavailable_through_service_config(env: Env) -> None:
 
 async def test_retry_gives_up_after_max_attempts(env: Env) -> None:
     env.servicer.unavailable_left = 100
-    with pytest.raises(ContactsUnavailableError) as caught:
+    with pytest.raises(ContactsUnreachableError) as caught:
         await env.client(max_attempts=3).validate_contact_detailed(1)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert env.servicer.calls == 3
@@ -322,7 +322,7 @@ async def test_unreachable_service_raises_unavailable(dev_pki: DevPki) -> None:
         initial_backoff_seconds=0.01,
     )
     async with AsyncContactsClient(settings=settings) as client:
-        with pytest.raises(ContactsUnavailableError) as caught:
+        with pytest.raises(ContactsUnreachableError) as caught:
             await client.validate_contact(1)
     assert caught.value.code in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -330,7 +330,7 @@ async def test_unreachable_service_raises_unavailable(dev_pki: DevPki) -> None:
 async def test_deadline_is_applied(env: Env) -> None:
     env.servicer.delay = 1.5
     started = time.monotonic()
-    with pytest.raises(ContactsUnavailableError) as caught:
+    with pytest.raises(ContactsUnreachableError) as caught:
         await env.client(timeout_seconds=0.2).get_contact(1)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 1.0
@@ -364,7 +364,7 @@ async def test_unhandled_exception_becomes_internal(
         pytest.raises(ContactsClientError) as caught,
     ):
         await env.client().get_contact(1)
-    assert not isinstance(caught.value, ContactsUnavailableError)
+    assert not isinstance(caught.value, ContactsUnreachableError)
     assert caught.value.code == grpc.StatusCode.INTERNAL
     assert caught.value.details == "Internal server error"
     assert "hunter2" not in str(caught.value)
@@ -421,7 +421,7 @@ async def test_graceful_stop_finishes_in_flight_and_refuses_new(env: Env) -> Non
     await asyncio.sleep(0.2)
     stopping = asyncio.create_task(env.server.stop(grace=3))
     await asyncio.sleep(0.1)
-    with pytest.raises(ContactsUnavailableError):
+    with pytest.raises(ContactsUnreachableError):
         await env.client(max_attempts=1).get_contact(1)
     contact = await in_flight
     assert contact is not None and contact.id == 1

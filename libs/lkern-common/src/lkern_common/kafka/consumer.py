@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+VERSION: v1.2.1
+UPDATED: 2026-12-02 06:15:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -87,7 +87,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import (
@@ -100,7 +99,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from lkern_common.database import Database
+from lkern_common.database import Database, is_database_unavailable
 from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
 from lkern_common.kafka.inbox import InboxEvent, purge_inbox
 from lkern_common.kafka.producer import create_producer
@@ -129,9 +128,6 @@ CLOSE_TIMEOUT_S = 5.0
 INBOX_CLEANUP_INTERVAL_S = 3600.0
 MAX_ERROR_CHARS = 2000
 DLQ_HEADER_PREFIX = "x-dlq-"
-# SQLSTATEs that mean "the database is not reachable right now" (not a handler error):
-# class 08 connection exception, 57P01..57P03 shutdown / starting up, 53300 too many connections.
-UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
 
 # === TYPES ===
 EventHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
@@ -282,36 +278,6 @@ def parse_envelope(value: bytes | None) -> Envelope:
     if not isinstance(event_type, str) or not event_type.strip():
         raise InvalidEventError(DeadLetterReason.INVALID_ENVELOPE, "event_type is missing")
     return Envelope(event_id=event_id, event_type=event_type, event=event)
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """
-    True when ``exc`` (or an exception it was raised from) says the database could not be
-    reached: an invalidated connection, a pool timeout, or a connection-class SQLSTATE.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sa_exc.TimeoutError | sa_exc.DisconnectionError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
-            return True
-        orig = getattr(current, "orig", None)
-        pending.extend(
-            [
-                current.__cause__,
-                current.__context__,
-                orig if isinstance(orig, BaseException) else None,
-            ]
-        )
-    return False
 
 
 def _publishers_verifier(
