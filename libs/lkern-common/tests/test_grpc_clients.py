@@ -27,16 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from sqlalchemy import exc as sa_exc
 
 from lkern_common.grpc_auth import requires_scope
 from lkern_common.grpc_clients.contacts import (
     CONTACTS_SERVICE_NAME,
     AsyncContactsClient,
+    ContactsCircuitOpenError,
     ContactsClient,
     ContactsClientError,
     ContactsClientSettings,
@@ -45,7 +48,7 @@ from lkern_common.grpc_clients.contacts import (
     service_config,
 )
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
-from lkern_common.grpc_server import GrpcServer
+from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS, GrpcServer
 from lkern_common.request_context import request_id_var
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import tls_channel
@@ -336,6 +339,42 @@ async def test_deadline_is_applied(env: Env) -> None:
     assert time.monotonic() - started < 1.0
 
 
+# === CIRCUIT BREAKER ===
+async def test_circuit_breaker_opens_fails_fast_and_lets_one_probe_through(env: Env) -> None:
+    client = env.client(timeout_seconds=0.5, breaker_failure_threshold=2, breaker_open_seconds=1.0)
+    env.servicer.delay = 2.0  # contacts hangs: every call waits the deadline
+    with pytest.raises(ContactsUnreachableError):
+        await client.validate_contact_detailed(1)
+    env.servicer.delay = 0.0
+    assert await client.get_contact(99) is None  # an answer (NOT_FOUND): contacts is there
+    env.servicer.delay = 2.0
+    for _ in range(2):  # two unreachable calls in a row open the circuit
+        with pytest.raises(ContactsUnreachableError) as caught:
+            await client.validate_contact_detailed(1)
+        assert not isinstance(caught.value, ContactsCircuitOpenError)
+    assert client.breaker.state == "opened"
+
+    calls = env.servicer.calls
+    started = time.monotonic()
+    with pytest.raises(ContactsCircuitOpenError) as refused:
+        await client.get_contact(1)
+    assert time.monotonic() - started < 0.1  # at once, contacts not called
+    assert env.servicer.calls == calls
+    assert refused.value.retry_after_seconds == 1
+
+    # After the open period: one probe at a time; the others are still refused at once.
+    env.servicer.delay = 0.3
+    await asyncio.sleep(1.1)
+    probe = asyncio.create_task(client.validate_contact_detailed(1))
+    await asyncio.sleep(0.1)
+    with pytest.raises(ContactsCircuitOpenError):
+        await client.get_contact(1)
+    assert (await probe).is_valid  # the probe found contacts back: closed
+    assert client.breaker.state == "closed"
+    env.servicer.delay = 0.0
+    assert (await client.get_contact(1)).id == 1
+
+
 # === REQUEST ID ===
 async def test_request_id_travels_as_metadata(env: Env) -> None:
     client = env.client()
@@ -369,6 +408,33 @@ async def test_unhandled_exception_becomes_internal(
     assert caught.value.details == "Internal server error"
     assert "hunter2" not in str(caught.value)
     assert any("Unhandled error in gRPC method" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # How SQLAlchemy raises a server that is shutting down: a plain DBAPIError.
+        sa_exc.DBAPIError(
+            "SELECT 1", None, asyncpg.CannotConnectNowError("the database system is shutting down")
+        ),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),  # a raw driver error
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["shutting-down-as-DBAPIError", "asyncpg-too-many-connections", "refused"],
+)
+async def test_database_unavailable_becomes_unavailable_not_internal(
+    env: Env, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    env.servicer.fail_with = error
+    with (
+        caplog.at_level(logging.WARNING, logger="lkern_common.grpc_server"),
+        pytest.raises(ContactsUnreachableError) as caught,
+    ):
+        await env.client(max_attempts=1, breaker_failure_threshold=100).get_contact(1)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details == DATABASE_UNAVAILABLE_DETAILS
+    logged = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None  # one line, no stack trace
 
 
 async def test_health_serving_switch(env: Env) -> None:
