@@ -3,8 +3,8 @@
 FILE: test_grpc_clients.py
 PATH: /libs/lkern-common/tests/test_grpc_clients.py
 DESCRIPTION: Contacts gRPC clients and the gRPC server bootstrap against a real grpc.aio server
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 A small in-memory ContactsService runs on a free local port through `GrpcServer`; the sync and

@@ -3,8 +3,8 @@
 FILE: test_outbox_relay.py
 PATH: /libs/lkern-common/tests/test_outbox_relay.py
 DESCRIPTION: Transactional outbox and its relay against a real PostgreSQL and a real Tansu broker
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 The library has no Alembic setup of its own: a fresh database gets the outbox table from the

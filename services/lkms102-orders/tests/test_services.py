@@ -4,8 +4,8 @@ FILE: test_services.py
 PATH: /services/lkms102-orders/tests/test_services.py
 DESCRIPTION: Business logic tests: money rules and state machine (pure), read model and orders
              service against a real PostgreSQL
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
