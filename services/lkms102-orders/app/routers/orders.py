@@ -48,7 +48,7 @@ from lkern_common.web.conditional import (
     not_modified,
     set_etag,
 )
-from lkern_common.web.openapi import LIST_RESPONSES
+from lkern_common.web.openapi import LIST_RESPONSES, UNAVAILABLE
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
 
@@ -65,12 +65,7 @@ CONTACT_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {
         "description": "The contacts service (or the database) is unavailable; nothing was "
         "changed. `Retry-After` says when to try again",
-        "headers": {
-            "Retry-After": {
-                "description": "Seconds to wait before retrying",
-                "schema": {"type": "integer"},
-            }
-        },
+        "headers": {"Retry-After": UNAVAILABLE["headers"]["Retry-After"]},
     },
 }
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_RESPONSE_HEADER}}
