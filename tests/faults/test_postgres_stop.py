@@ -16,18 +16,18 @@ trace; every write that was acknowledged is stored once the server is back.
 
 # === IMPORTS ===
 import asyncio
+import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
-import grpc
-import grpc.aio
 import httpx
 import pytest
 
-from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
-from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
 from lkern_devstack.testing import eventually
 from tests.e2e.conftest import RunningStack
@@ -35,10 +35,11 @@ from tests.faults.conftest import fetch, record_figures
 
 # === CONSTANTS ===
 DOWN_SECONDS = 10.0
-WORKERS = 6
+WORKERS = 6  # REST loops in the test
+GRPC_WORKERS = 2  # GetContact loops in the gRPC load process
 LOAD_BEFORE_S = 2.0
 LOAD_AFTER_S = 3.0
-GRPC_TIMEOUT_S = 10.0
+GRPC_LOAD = Path(__file__).with_name("grpc_load.py")
 # The identity orders uses towards contacts (allowed to read contacts over gRPC).
 GRPC_CALLER = "lkms102-orders"
 
@@ -60,8 +61,37 @@ def postmaster_pid(stack: RunningStack) -> int:
     return next(pid for pid, process in servers.items() if process.ppid() not in servers)
 
 
+def start_grpc_load(stack: RunningStack, contact_id: int) -> subprocess.Popen[str]:
+    """
+    GetContact in a loop, in a process of its own (tests/faults/grpc_load.py): this process
+    forks pg_ctl, which a process with live gRPC threads must not do.
+    """
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(GRPC_LOAD),
+            f"127.0.0.1:{stack.ports['contacts_grpc_port']}",
+            str(stack.data_dir / "pki"),
+            GRPC_CALLER,
+            str(contact_id),
+            str(GRPC_WORKERS),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_grpc_load(process: subprocess.Popen[str]) -> Counter[str]:
+    """SIGTERM the gRPC load; its status counts (``gRPC GetContact <CODE>``)."""
+    process.terminate()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    counts = json.loads(output.strip().splitlines()[-1])
+    return Counter({f"gRPC GetContact {code}": count for code, count in counts.items()})
+
+
 class Load:
-    """REST writes and reads on both services and gRPC reads, counted by outcome."""
+    """REST writes and reads on both services, counted by outcome."""
 
     def __init__(self, stack: RunningStack, client: httpx.AsyncClient, contact_id: int) -> None:
         self.stack = stack
@@ -73,19 +103,11 @@ class Load:
         self.orders_stored: list[int] = []
         self.last_success: dict[str, float] = {}  # what → monotonic time of its last 2xx
         self.stopping = asyncio.Event()
-        pki = DevPki(stack.data_dir / "pki")
-        self.channel = grpc.aio.secure_channel(
-            f"127.0.0.1:{stack.ports['contacts_grpc_port']}",
-            pki.tls_files(GRPC_CALLER).channel_credentials(),
-        )
-        self.stub = contacts_pb2_grpc.ContactsServiceStub(self.channel)
 
     async def run(self, worker: int) -> None:
         n = 0
         while not self.stopping.is_set():
-            operation = (self.create_contact, self.create_order, self.read, self.grpc_read)[
-                (worker + n) % 4
-            ]
+            operation = (self.create_contact, self.create_order, self.read)[(worker + n) % 3]
             await operation(n)
             n += 1
             await asyncio.sleep(0.05)
@@ -130,20 +152,6 @@ class Load:
             url = f"{self.stack.url('contacts')}/api/v1/contacts/{self.contact_id}"
             self._count_rest("contacts GET", await self.client.get(url), 200)
 
-    async def grpc_read(self, n: int) -> None:
-        request = contacts_pb2.GetContactRequest(id=self.contact_id)
-        try:
-            await self.stub.GetContact(request, timeout=GRPC_TIMEOUT_S)
-            code = grpc.StatusCode.OK
-        except grpc.aio.AioRpcError as error:
-            code = error.code()
-        self.outcomes[f"gRPC GetContact {code.name}"] += 1
-        if code not in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE):
-            self.bad.append(f"gRPC GetContact: {code.name}")
-
-    async def close(self) -> None:
-        await self.channel.close()
-
 
 # === TESTS ===
 @pytest.mark.asyncio
@@ -156,6 +164,7 @@ async def test_postgres_stopped_10_s_under_load_gives_503_never_500(stack: Runni
         )
         assert created.status_code == 201, created.text
         load = Load(stack, client, int(created.json()["id"]))
+        grpc_load = start_grpc_load(stack, load.contact_id)
         workers = [asyncio.create_task(load.run(worker)) for worker in range(WORKERS)]
         try:
             await asyncio.sleep(LOAD_BEFORE_S)
@@ -181,7 +190,13 @@ async def test_postgres_stopped_10_s_under_load_gives_503_never_500(stack: Runni
         finally:
             load.stopping.set()
             await asyncio.gather(*workers, return_exceptions=True)
-            await load.close()
+            grpc_outcomes = await asyncio.to_thread(stop_grpc_load, grpc_load)
+        load.outcomes.update(grpc_outcomes)
+        load.bad += [
+            f"{name}: {count}"
+            for name, count in grpc_outcomes.items()
+            if not name.endswith((" OK", " UNAVAILABLE"))
+        ]
         outage_s = started_at - stopping_at
 
     assert load.bad == [], load.bad[:20]
@@ -189,6 +204,7 @@ async def test_postgres_stopped_10_s_under_load_gives_503_never_500(stack: Runni
         count for name, count in load.outcomes.items() if name.endswith(("503", "UNAVAILABLE"))
     )
     assert unavailable > 0, load.outcomes  # the fault was felt
+    assert grpc_outcomes["gRPC GetContact UNAVAILABLE"] > 0, grpc_outcomes  # by gRPC too
 
     # Every acknowledged write is stored.
     contacts = await fetch(
@@ -211,6 +227,7 @@ async def test_postgres_stopped_10_s_under_load_gives_503_never_500(stack: Runni
         "PostgreSQL stopped 10 s",
         requests=sum(load.outcomes.values()),
         unavailable=unavailable,
+        grpc_calls=sum(grpc_outcomes.values()),
         errors_500=sum(
             c for name, c in load.outcomes.items() if name.endswith(("500", "INTERNAL"))
         ),
