@@ -241,10 +241,12 @@ class ContactsCircuitBreaker:
         """``rpc()`` through the breaker; ContactsCircuitOpenError at once while it is open."""
         breaker = await self._factory.get_breaker(CIRCUIT_NAME)
         context = breaker.context
-        probe = context.state != CLOSED
+        probe = context.state != CLOSED  # open (maybe due for a probe) or half-open
         if probe and self._probe_running:
-            raise ContactsCircuitOpenError(method, self._seconds_to_probe(context.opened_at))
-        self._probe_running = probe
+            # Another caller's probe decides in a moment: try again in a second.
+            raise ContactsCircuitOpenError(method, 1)
+        if probe:
+            self._probe_running = True
         try:
             async with breaker:
                 return await rpc()
@@ -258,9 +260,9 @@ class ContactsCircuitBreaker:
 
     def _seconds_to_probe(self, opened_at: float | None) -> int:
         """Whole seconds until the open circuit lets a probe through (at least 1)."""
-        ttl = float(self._factory.default_ttl)
-        remaining = ttl if opened_at is None else opened_at + ttl - time.time()
-        return max(1, math.ceil(remaining))
+        if opened_at is None:
+            return 1
+        return max(1, math.ceil(opened_at + float(self._factory.default_ttl) - time.time()))
 
     def _log_state_change(self, name: str, event_type: str, event: Any) -> None:
         if event_type != "state_changed":
