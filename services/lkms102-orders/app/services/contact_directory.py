@@ -3,7 +3,7 @@
 FILE: contact_directory.py
 PATH: /services/lkms102-orders/app/services/contact_directory.py
 DESCRIPTION: The contacts service (lkms101) as orders sees it: validate and fetch over gRPC
-VERSION: v1.1.0
+VERSION: v1.2.0
 UPDATED: 2026-12-02 06:30:00
 ================================================================
 
@@ -22,7 +22,7 @@ breaker from its settings) and turns its outcomes into the orders service's erro
 import logging
 from typing import Protocol
 
-from app.services.contacts_read_model import ContactSnapshot
+from app.services.contacts_read_model import ContactState
 from lkern_common.errors import BadRequestError, ServiceUnavailableError
 from lkern_common.grpc_clients.contacts import (
     ContactsClientError,
@@ -81,8 +81,8 @@ class ContactDirectory:
             reason = validation.error_message or f"Contact {contact_id} is not valid"
             raise ContactRejectedError(reason)
 
-    async def fetch(self, contact_id: int) -> ContactSnapshot | None:
-        """GetContact as a snapshot; None when contacts does not know the id (503 on failure)."""
+    async def fetch(self, contact_id: int) -> ContactState | None:
+        """GetContact as the read model's state; None when contacts does not know the id (503)."""
         try:
             contact = await self.client.get_contact(contact_id)
         except ContactsClientError as error:
@@ -90,10 +90,4 @@ class ContactDirectory:
             raise ContactCheckUnavailableError(contact_id, error) from error
         if contact is None:
             return None
-        return ContactSnapshot(
-            id=contact.id,
-            name=contact.name,
-            email=contact.email,
-            is_active=contact.is_active,
-            version=contact.version,
-        )
+        return ContactState.from_grpc(contact)
