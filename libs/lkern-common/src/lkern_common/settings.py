@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -318,6 +318,18 @@ class ServiceSettings(BaseSettings):
         default=5.0,
         ge=0,
         description="At shutdown, how long the relay may finish the batch it is publishing",
+    )
+    outbox_broker_check_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="While the outbox is idle, how often the relay verifies the broker with a "
+        "metadata round trip (/ready shows the age of the last verification)",
+    )
+    outbox_broker_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="/ready reports the outbox degraded when events wait and the broker was "
+        "last verified (publish or metadata round trip) longer ago than this",
     )
 
     # === VALIDATORS ===

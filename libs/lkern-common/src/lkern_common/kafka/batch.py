@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from tenacity import RetryCallState
 
-from lkern_common.database import Database
+from lkern_common.database import Database, is_database_unavailable
 from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
 from lkern_common.kafka.dead_letter import BARE, CUT, DeadLetterPublisher
 from lkern_common.kafka.envelope import (
@@ -46,7 +46,6 @@ from lkern_common.kafka.retries import (
     StopRequested,
     database_waits,
     handler_retries,
-    is_database_unavailable,
 )
 from lkern_common.request_context import request_id_var
 
