@@ -4,8 +4,8 @@ FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
 DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
              error contract (DomainError → status), checked request messages, graceful stop
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:45:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -57,6 +57,7 @@ from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.grpc_wire import BadRequest, checked_deserializer
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import grpc_server_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -384,6 +385,9 @@ class GrpcServer:
         self._tls = tls
         self._requirements: dict[str, frozenset[str]] = {}
         self._interceptors = (
+            # Outermost: the SERVER span (trace context from the caller's metadata) covers the
+            # authorisation too; empty while tracing is off (lkern_common.tracing).
+            *grpc_server_interceptors(),
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
             RefuseBadRequestInterceptor(),

@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -50,6 +50,7 @@ from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_tls import TlsFiles, tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id
 from lkern_common.settings import LOCAL_PKI_DIR
+from lkern_common.tracing import grpc_client_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -271,6 +272,8 @@ class AsyncContactsClient:
                 self.host,
                 self.settings.tls_files().channel_credentials(),
                 options=channel_options(self.settings),
+                # A CLIENT span per call and traceparent in the metadata while tracing is on.
+                interceptors=grpc_client_interceptors(),
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub

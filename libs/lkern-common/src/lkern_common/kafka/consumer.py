@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -69,7 +69,8 @@ Dead-lettered events are not recorded in the inbox, so republishing one (same ``
 applies it. Nothing but :meth:`IdempotentConsumer.stop` ends the consumer: a broker that is
 down is reconnected to, an unexpected error restarts the Kafka client after a backoff.
 While handling a message, the request id is the message's ``x-request-id`` header (else the
-event id), so the handler's log lines carry it.
+event id), so the handler's log lines carry it. With tracing on (lkern_common.tracing), each
+run and each single message is applied inside a ``<topic> process`` span (``consume_span``).
 """
 
 # === IMPORTS ===
@@ -108,6 +109,7 @@ from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import consume_span
 from lkern_common.web.health import CheckResult, ReadinessCheck
 
 # === LOGGING ===
@@ -680,7 +682,8 @@ class IdempotentConsumer:
             await self._handle_record(records[0])
             return 1
         try:
-            outcomes = await self._apply_batch(run)
+            with consume_span(self._group_id, [pending.record for pending in run]):
+                outcomes = await self._apply_batch(run)
         except _BatchHandlerFailed as failed:
             if is_database_unavailable(failed.error) or not await self._database_answers():
                 await self._handle_record(records[0])  # waits for the database
@@ -826,9 +829,10 @@ class IdempotentConsumer:
                 )
             attempts = _Attempts(count=0 if first_failure is None else 1)
             try:
-                outcome = await self._apply_with_retries(
-                    record, envelope, handler, attempts, first_failure
-                )
+                with consume_span(self._group_id, [record]):
+                    outcome = await self._apply_with_retries(
+                        record, envelope, handler, attempts, first_failure
+                    )
             except (_StopRequested, asyncio.CancelledError):
                 raise
             except InvalidEventError as refused:
