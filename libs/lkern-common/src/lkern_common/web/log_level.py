@@ -67,16 +67,17 @@ class LogLevelState(BaseModel):
 router = APIRouter(prefix="/config", tags=["configuration"], route_class=ApiRoute)
 
 
-def _database(request: Request) -> Database:
-    db: Database = request.app.state.db
+def _database(request: Request) -> Database | None:
+    """The service's database (``app.state.db``); None in an app without one (tests)."""
+    db: Database | None = getattr(request.app.state, "db", None)
     return db
 
 
-async def _state(db: Database) -> LogLevelState:
+async def _state(db: Database | None) -> LogLevelState:
     return LogLevelState(
         level=current_log_level(),
         levels=list(LOG_LEVELS),
-        stored=await stored_log_level(db),
+        stored=None if db is None else await stored_log_level(db),
         worker=os.getpid(),
     )
 
@@ -91,6 +92,7 @@ async def get_log_level(request: Request) -> LogLevelState:
 async def put_log_level(change: LogLevelChange, request: Request) -> LogLevelState:
     """Set the service's log level now, in every worker, and keep it across restarts."""
     db = _database(request)
-    await store_log_level(db, change.level, get_subject())
+    if db is not None:
+        await store_log_level(db, change.level, get_subject())
     apply_log_level(change.level, f"set with PUT /config/log-level by {get_subject()}")
     return await _state(db)
