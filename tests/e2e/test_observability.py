@@ -129,6 +129,9 @@ def test_a_contact_change_is_one_trace_from_rest_to_orders_consumer(
     received = find(trace, ORDERS, "consumer", "receive")
     assert received and all(s.parent_span_id for s in received)
     assert rest.parent_span_id  # the caller's traceparent was continued
+    # Background statements (probes, cleanups, polls) are not exported as one-span traces.
+    orphans = [s for s in receiver.snapshot() if s.kind == "client" and not s.parent_span_id]
+    assert not orphans, orphans
 
 
 def test_an_order_creation_is_one_trace_over_grpc(

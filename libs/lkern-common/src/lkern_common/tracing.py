@@ -102,6 +102,40 @@ def _otlp_exporter() -> Any:
     return HttpSpanExporter()
 
 
+def _without_orphan_client_spans(delegate: Any) -> Any:
+    """
+    ``delegate`` (the sampler of OTEL_TRACES_SAMPLER), except that a CLIENT span without a
+    parent is dropped: those are the statements of background housekeeping (readiness probes,
+    cleanups, the log-level poll), each of which would be a trace of one span. A client call
+    inside a request, a relay publish or a consumer's apply has a parent and is kept.
+    """
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class NoOrphanClientSpans(Sampler):
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: trace.SpanKind | None = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            parent = trace.get_current_span(parent_context).get_span_context()
+            if kind is trace.SpanKind.CLIENT and not parent.is_valid:
+                return SamplingResult(Decision.DROP)
+            result: SamplingResult = delegate.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+            return result
+
+        def get_description(self) -> str:
+            return f"NoOrphanClientSpans{{{delegate.get_description()}}}"
+
+    return NoOrphanClientSpans()
+
+
 def configure_tracing(service_name: str, service_version: str) -> bool:
     """
     Turn tracing on for this process when the OTEL_* variables ask for it (idempotent):
@@ -123,6 +157,7 @@ def configure_tracing(service_name: str, service_version: str) -> bool:
         }
     )
     provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER
+    provider.sampler = _without_orphan_client_spans(provider.sampler)
     provider.add_span_processor(BatchSpanProcessor(_otlp_exporter()))
     trace.set_tracer_provider(provider)
     AIOKafkaInstrumentor().instrument(tracer_provider=provider)
