@@ -52,6 +52,8 @@ class ReceivedSpan:
     parent_span_id: str
     link_trace_ids: tuple[str, ...]
     attributes: dict[str, Any]
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 def _attribute_value(value: Any) -> Any:
@@ -78,6 +80,8 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         parent_span_id=span.parent_span_id.hex(),
                         link_trace_ids=tuple(link.trace_id.hex() for link in span.links),
                         attributes={a.key: _attribute_value(a.value) for a in span.attributes},
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
                     )
                 )
     return spans

@@ -15,10 +15,13 @@ gateway or the web UI's own instrumentation).
 """
 
 # === IMPORTS ===
+import dataclasses
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,6 +58,18 @@ def traced_stack(receiver: OtlpReceiver) -> Iterator[RunningStack]:
 
 
 # === HELPERS ===
+def dump_trace(receiver: OtlpReceiver, trace_id: str, name: str) -> None:
+    """With LKERN_TRACE_DUMP=<folder>: the trace's spans as JSON, for the picture in
+    docs/observability.md (scripts/trace_waterfall.py renders it)."""
+    folder = os.environ.get("LKERN_TRACE_DUMP")
+    if folder:
+        time.sleep(2)  # the trace's last spans (e.g. the consumer's commit) may be on the way
+        spans = in_trace(receiver.snapshot(), trace_id)
+        Path(folder, f"{name}.json").write_text(
+            json.dumps([dataclasses.asdict(span) for span in spans], indent=1, default=str)
+        )
+
+
 def new_traceparent() -> tuple[str, str]:
     """A sampled W3C traceparent of a new trace, and its trace id."""
     trace_id = secrets.token_hex(16)
@@ -116,6 +131,7 @@ def test_a_contact_change_is_one_trace_from_rest_to_orders_consumer(
         )
 
     spans = receiver.wait_for(complete, "the contact change's trace reaches orders", WAIT_S)
+    dump_trace(receiver, trace_id, "contact-change")
     trace = in_trace(spans, trace_id)
     [rest] = find(trace, CONTACTS, "server", "PUT /api/v1/contacts/{contact_id}")
     # Its database statements are in it, below the request.
@@ -162,6 +178,7 @@ def test_an_order_creation_is_one_trace_over_grpc(
         )
 
     spans = receiver.wait_for(complete, "the order's trace reaches contacts over gRPC", WAIT_S)
+    dump_trace(receiver, trace_id, "order-creation")
     trace = in_trace(spans, trace_id)
     calls = find(trace, ORDERS, "client", "contacts.ContactsService")
     served = find(trace, CONTACTS, "server", "contacts.ContactsService")
