@@ -93,7 +93,9 @@ async def test_put_applies_the_level_at_once_and_get_shows_it(
     assert "now visible" in caplog.text
 
 
-async def test_a_level_stored_by_another_worker_is_applied(settings: Settings, db: Database) -> None:
+async def test_a_level_stored_by_another_worker_is_applied(
+    settings: Settings, db: Database
+) -> None:
     assert settings.log_level_poll_seconds <= 5
     await store_log_level(db, "warning", "another-worker")
     await eventually(lambda: current_log_level() == "warning", "the stored level is applied")
