@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 import pytest
 
+from lkern_devstack.testing import eventually_blocking as eventually
 from tests.e2e.conftest import RunningStack, ready_stack
 from tests.e2e.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.e2e.test_orders_contacts import eventually, read_model_row
+from tests.e2e.test_orders_contacts import read_model_row
 
 # === CONSTANTS ===
 CONTACTS = "lkms101-contacts"
