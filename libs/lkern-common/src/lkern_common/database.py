@@ -32,6 +32,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import instrument_engine
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -223,6 +224,8 @@ class Database:
             echo=settings.db_echo,
             connect_args={"server_settings": {"application_name": settings.service_name}},
         )
+        # A span per statement while tracing is on (lkern_common.tracing; no-op when off).
+        instrument_engine(self.engine)
         self._slots = settings.db_pool_size + settings.db_max_overflow
         self._gate: asyncio.Semaphore | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None

@@ -57,6 +57,7 @@ from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.grpc_wire import BadRequest, checked_deserializer
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import grpc_server_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -398,6 +399,9 @@ class GrpcServer:
         self._tls = tls
         self._requirements: dict[str, frozenset[str]] = {}
         self._interceptors = (
+            # Outermost: the SERVER span (trace context from the caller's metadata) covers the
+            # authorisation too; empty while tracing is off (lkern_common.tracing).
+            *grpc_server_interceptors(),
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
             RefuseBadRequestInterceptor(),

@@ -79,6 +79,17 @@ class ServiceSettings(BaseSettings):
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: the standard's line format; json: one JSON object per line "
+        "(timestamp, level, logger, message, service, request and trace ids, exception)",
+    )
+    log_level_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each worker reads the log level set with PUT /config/log-level "
+        "(stored in the service's database; docs/observability.md)",
+    )
     log_requests: bool = Field(
         default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
     )

@@ -69,6 +69,7 @@ from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_tls import TlsFiles, tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id
 from lkern_common.settings import LOCAL_PKI_DIR
+from lkern_common.tracing import grpc_client_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -391,6 +392,8 @@ class AsyncContactsClient:
                 self.host,
                 self.settings.tls_files().channel_credentials(),
                 options=channel_options(self.settings),
+                # A CLIENT span per call and traceparent in the metadata while tracing is on.
+                interceptors=grpc_client_interceptors(),
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub

@@ -48,6 +48,7 @@ from lkern_common.kafka.retries import (
     handler_retries,
 )
 from lkern_common.request_context import request_id_var
+from lkern_common.tracing import consume_span
 
 # === LOGGING ===
 # Under the consumer's name, as before the split: log filters and alerts keep matching.
@@ -111,8 +112,10 @@ class EventApplier:
         dead_letters: DeadLetterPublisher,
         status: ConsumerStatus,
         sleep: Sleep,
+        group_id: str,
     ) -> None:
         self._db = db
+        self._group_id = group_id  # names the consumer's spans (lkern_common.tracing)
         self._handlers = dict(handlers)
         self._verifier = verifier
         self._publishers = dict(publishers)
@@ -133,7 +136,8 @@ class EventApplier:
             await self.handle_record(records[0])
             return 1
         try:
-            outcomes = await self._apply_batch(run)
+            with consume_span(self._group_id, [pending.record for pending in run]):
+                outcomes = await self._apply_batch(run)
         except _BatchHandlerFailed as failed:
             if is_database_unavailable(failed.error) or not await self._database_answers():
                 await self.handle_record(records[0])  # waits for the database
@@ -293,9 +297,10 @@ class EventApplier:
     ) -> Outcome:
         attempts = _Attempts(count=0 if first_failure is None else 1)
         try:
-            outcome = await self._apply_with_retries(
-                record, envelope, handler, attempts, first_failure
-            )
+            with consume_span(self._group_id, [record]):
+                outcome = await self._apply_with_retries(
+                    record, envelope, handler, attempts, first_failure
+                )
         except (StopRequested, asyncio.CancelledError):
             raise
         except InvalidEventError as refused:

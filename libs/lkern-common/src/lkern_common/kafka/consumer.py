@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
-VERSION: v2.0.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v2.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -261,6 +261,7 @@ class IdempotentConsumer:
             dead_letters=self._dead_letters,
             status=self.status,
             sleep=self._sleep,
+            group_id=group_id,
         )
 
     # --- lifecycle ---

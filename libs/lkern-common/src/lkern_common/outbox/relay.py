@@ -32,6 +32,9 @@ How it works (the contract is in docs/events.md):
 - Delivery is at least once: a crash between the broker's acknowledgement and the ``UPDATE``,
   or a request the broker executed after the client gave up on it, publishes a row again (same
   ``event_id``). Consumers deduplicate by ``event_id`` (inbox).
+- Tracing (lkern_common.tracing): each row's hand-over runs in an ``outbox publish <topic>``
+  span whose parent is the trace context stored in the row's headers; the producer's ``send``
+  span below it puts its own ``traceparent`` into the Kafka headers.
 - Every message is signed as it is handed to the producer: a detached JWS over the exact value
   bytes in the ``x-lkern-signature`` header, with the key of ``EVENT_SIGNING_KEY_FILE``
   (lkern_common.event_signing). A relay without a signing key does not start.
@@ -78,6 +81,7 @@ from lkern_common.retrying import (
     stop_when,
 )
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import outbox_publish_span
 from lkern_common.web.health import CheckResult, ReadinessCheck
 
 # === LOGGING ===
@@ -542,18 +546,18 @@ class OutboxRelay:
                 continue
             try:
                 value = row["payload"].encode()
-                headers = [
-                    (name, str(header).encode())
-                    for name, header in json.loads(row["headers"]).items()
-                ]
-                headers.append((SIGNATURE_HEADER, self.signer.sign(value)))
-                key = row["key"]
-                delivery = await producer.send(
-                    row["topic"],
-                    value=value,
-                    key=None if key is None else key.encode(),
-                    headers=headers,
-                )
+                stored: dict[str, Any] = json.loads(row["headers"])
+                # Continues the trace stored with the event (a no-op while tracing is off).
+                with outbox_publish_span(row["topic"], stored):
+                    headers = [(name, str(header).encode()) for name, header in stored.items()]
+                    headers.append((SIGNATURE_HEADER, self.signer.sign(value)))
+                    key = row["key"]
+                    delivery = await producer.send(
+                        row["topic"],
+                        value=value,
+                        key=None if key is None else key.encode(),
+                        headers=headers,
+                    )
                 deliveries.append(delivery)
             except Exception as exc:  # this message could not be queued
                 first_error = first_error or exc
