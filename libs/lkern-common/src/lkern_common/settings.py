@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 05:55:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -97,6 +97,17 @@ class ServiceSettings(BaseSettings):
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: the standard's line format; json: one JSON object per line "
+        "(timestamp, level, logger, message, service, request and trace ids, exception)",
+    )
+    log_level_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each worker reads the log level set with PUT /config/log-level "
+        "(stored in the service's database; docs/observability.md)",
+    )
     log_requests: bool = Field(
         default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
     )
@@ -282,6 +293,18 @@ class ServiceSettings(BaseSettings):
     kafka_consumer_retry_backoff_max_ms: int = Field(default=5000, ge=0)
     # Inbox rows older than this are deleted (0 keeps them forever).
     kafka_inbox_retention_days: int = Field(default=30, ge=0)
+    kafka_dead_letter_max_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        description="Largest dead-letter message the consumer sends; a copy that would be "
+        "larger is sent cut (lkern_common.kafka.dead_letter)",
+    )
+    kafka_consumer_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A consumer with lag that commits nothing for this long is stalled: "
+        "/ready says so (503) with the reason",
+    )
 
     # --- Kafka producer (lkern_common.kafka.producer) ---
     kafka_request_timeout_ms: int = Field(
@@ -336,6 +359,18 @@ class ServiceSettings(BaseSettings):
         default=5.0,
         ge=0,
         description="At shutdown, how long the relay may finish the batch it is publishing",
+    )
+    outbox_broker_check_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="While the outbox is idle, how often the relay verifies the broker with a "
+        "metadata round trip (/ready shows the age of the last verification)",
+    )
+    outbox_broker_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="/ready reports the outbox degraded when events wait and the broker was "
+        "last verified (publish or metadata round trip) longer ago than this",
     )
 
     # === VALIDATORS ===

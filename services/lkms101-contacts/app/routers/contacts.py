@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:30:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -20,7 +20,7 @@ from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
 from app.services.contacts_service import ContactsReader, ContactsService
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.database import INT32_MAX
-from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyKeyHeader, get_idempotency
+from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyRequestDep
 from lkern_common.web.conditional import (
     ETAG_HEADER,
     ETAG_RESPONSE_HEADER,
@@ -139,22 +139,22 @@ async def get_contact(
     dependencies=[requires(CONTACTS_WRITE)],
 )
 async def create_contact(
-    contact: ContactCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    contact: ContactCreate, request: Request, idempotency: IdempotencyRequestDep
 ) -> Response:
     """
     Create new contact (400 when another contact has the same email). With an
     `Idempotency-Key`, a retry gets the first answer again.
     """
-    if idempotency_key is None:  # one statement, committed on its own: no session
+    if idempotency.key is None:  # one statement, committed on its own: no session
         return _contact_answer(await _reader(request).create_contact(contact), 201)
     # The stored answer and the contact commit together, in one transaction.
     db: Database = request.app.state.db
     async with db.transaction() as session:
-        idempotency = await get_idempotency(request, session, idempotency_key)
-        if (replayed := await idempotency.replay(contact)) is not None:
+        bound = idempotency.bind(session)
+        if (replayed := await bound.replay(contact)) is not None:
             return replayed
         created = await ContactsService(session).create_contact(contact)
-        return await idempotency.save(_contact_answer(created, 201))
+        return await bound.save(_contact_answer(created, 201))
 
 
 # === UPDATE CONTACT ===
