@@ -31,7 +31,7 @@ SLOTS = 16
 COUNTS_TABLE = "contact_counts"
 
 # The triggers themselves are in the migration that made the table
-# (alembic/versions/2026_12_02_0005_contact_counts.py): a migration is frozen, the SQL it ran
+# (alembic/versions/2026_12_02_0006_contact_counts.py): a migration is frozen, the SQL it ran
 # must not change with the application code.
 
 

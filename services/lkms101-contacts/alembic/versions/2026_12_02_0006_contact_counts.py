@@ -1,7 +1,7 @@
 """contact_counts: an exact count of contacts per status, kept by triggers (X-Total-Count)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02 06:10:00
 """
 
@@ -102,8 +102,8 @@ DROP_COUNT_TRIGGERS_SQL: tuple[str, ...] = (
 )
 
 # === REVISION IDENTIFIERS ===
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
