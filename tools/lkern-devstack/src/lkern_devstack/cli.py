@@ -2,9 +2,9 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status, token for the local stack
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:00:00
+DESCRIPTION: The lkern command: up, migrate, status, token, resync for the local stack
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -33,6 +33,7 @@ from lkern_devstack.stack import (
     StackSettings,
     present_services,
 )
+from lkern_devstack.supervisor import Supervisor
 from lkern_devstack.testpostgres import run_with_test_postgres
 
 # === CONSTANTS ===
@@ -176,11 +177,20 @@ def up(
     kafka_port: Annotated[
         int | None, stack_option("kafka_port", "local Kafka broker (Tansu) port")
     ] = None,
+    exit_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--exit-on-failure",
+            help="Stop the whole stack (exit 1) when a service exits, instead of restarting it",
+            show_default="off: restart it with backoff",
+        ),
+    ] = False,
 ) -> None:
     """
     Start the whole stack: PostgreSQL and the broker (unless DATABASE_URL /
     KAFKA_BOOTSTRAP_SERVERS are set), both databases, migrations, every service; wait until
-    every /ready answers; run until Ctrl-C or SIGTERM, then stop everything in reverse order.
+    every /ready answers; run until Ctrl-C or SIGTERM (a service that exits meanwhile is
+    restarted with backoff), then stop the services, the broker and PostgreSQL in that order.
     """
     overrides = {
         key: value
@@ -208,7 +218,7 @@ def up(
             print_token_help(stack, with_token=demo)
             console.print("Press Ctrl-C to stop everything.")
             _Output.direct = True
-            exit_code = run_until_stopped(stack, stop)
+            exit_code = run_until_stopped(stack, stop, exit_on_failure=exit_on_failure)
     except (StackError, ServiceProcessError, OSError) as error:
         console.print(f"[bold red]Cannot start the stack:[/] {error}")
         exit_code = 1
@@ -283,15 +293,31 @@ def load_demo(stack: LocalStack) -> None:
         console.print(f"[green]✓[/] Demo data: {loaded[0]} contacts, {loaded[1]} orders")
 
 
-def run_until_stopped(stack: LocalStack, stop: StopSignal) -> int:
-    """Wait for Ctrl-C / SIGTERM, or for a service to die (then stop all and fail)."""
+def announce(line: str) -> None:
+    """A line of `lkern` itself, among the services' lines."""
+    log_line("lkern", line)
+
+
+def run_until_stopped(stack: LocalStack, stop: StopSignal, *, exit_on_failure: bool) -> int:
+    """
+    Wait for Ctrl-C / SIGTERM. A service that exits meanwhile is restarted after a backoff
+    while the rest keeps running (the memory-only broker holds events not read yet); with
+    ``exit_on_failure`` the stack stops instead and exits 1 (CI).
+    """
+    supervisor = Supervisor(announce=announce)
+    for process in stack.processes:
+        supervisor.watch(process)
     while not stop.event.wait(0.5):
-        exited = stack.exited_service()
-        if exited is not None:
-            console.print(
-                f"[bold red]{exited.name} exited (code {exited.exit_code()}): stopping the stack."
-            )
-            return 1
+        if exit_on_failure:
+            exited = stack.exited_service()
+            if exited is not None:
+                console.print(
+                    f"[bold red]{exited.name} exited (code {exited.exit_code()}): "
+                    "stopping the stack (--exit-on-failure)."
+                )
+                return 1
+            continue
+        supervisor.check()
     console.print(f"{stop.received}: stopping the stack…")
     return 0
 
