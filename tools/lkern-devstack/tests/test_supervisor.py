@@ -2,7 +2,7 @@
 ================================================================
 FILE: test_supervisor.py
 PATH: /tools/lkern-devstack/tests/test_supervisor.py
-DESCRIPTION: The stack's supervisor: restart with backoff, stop order, consumers' lag on a real broker
+DESCRIPTION: The stack's supervisor: restart with backoff, stop order, consumers' lag (real broker)
 VERSION: v1.0.0
 UPDATED: 2026-12-02 06:00:00
 ================================================================

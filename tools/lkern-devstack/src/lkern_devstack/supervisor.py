@@ -187,8 +187,8 @@ async def _consumer_lag(bootstrap_servers: str) -> dict[str, int]:
     reader = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS
     )
-    await admin.start()
     try:
+        await admin.start()
         await reader.start()
         partitions = [
             TopicPartition(topic, partition)
