@@ -171,7 +171,10 @@ async def test_history_is_missing_only_for_a_group_without_committed_offsets(
     assert await history_missing(settings, group, CONTACT_TOPICS, 10) is False
     # A broker that does not answer: unknown, so a resync (harmless) rather than a stale model.
     unreachable = make_settings(
-        test_database, empty_broker, contacts.grpc_target, dev_pki,
+        test_database,
+        empty_broker,
+        contacts.grpc_target,
+        dev_pki,
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
     )
     assert await asyncio.wait_for(history_missing(unreachable, group, CONTACT_TOPICS, 3), 30)
