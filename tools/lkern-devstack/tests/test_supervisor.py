@@ -29,6 +29,7 @@ from lkern_devstack.supervisor import (
     consumer_groups_caught_up,
     consumer_lag,
     stop_order,
+    subscriptions_from_ready,
 )
 from lkern_devstack.testing import eventually
 
@@ -203,3 +204,27 @@ def test_the_lag_of_a_group_is_read_from_the_broker(broker: LocalBroker) -> None
     assert consumer_groups_caught_up(bootstrap, grace_s=1) is False
     asyncio.run(_publish_and_read(bootstrap, published=0, read=5))
     assert consumer_groups_caught_up(bootstrap, grace_s=5) is True
+
+
+def test_a_subscribed_group_that_read_nothing_yet_has_the_whole_topic_as_lag(
+    broker: LocalBroker,
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    asyncio.run(_publish_and_read(bootstrap, published=5, read=2))
+    # "late-group" has not joined yet (no committed offset): the broker cannot know it exists.
+    subscribed = {"late-group": ["lag-topic"], "lag-group": ["lag-topic"]}
+    assert consumer_lag(bootstrap, subscribed) == {"late-group": 5, "lag-group": 3}
+    assert consumer_groups_caught_up(bootstrap, grace_s=1, subscriptions=subscribed) is False
+
+
+def test_subscriptions_are_read_from_a_ready_body() -> None:
+    body = {
+        "status": "ready",
+        "checks": {
+            "database": {"ok": True},
+            "contact_events": {"ok": True, "group_id": "g", "topics": ["a", "b"], "state": "x"},
+        },
+    }
+    assert subscriptions_from_ready(body) == {"g": ["a", "b"]}
+    assert subscriptions_from_ready({"checks": "odd"}) == {}
+    assert subscriptions_from_ready({}) == {}

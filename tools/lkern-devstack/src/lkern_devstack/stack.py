@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
@@ -28,7 +29,12 @@ from lkern_devstack.dev_keys import DevAuth, dev_auth
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
 from lkern_devstack.process import REPO_ROOT, SERVICES_DIR, LineSink, ServiceProcess
-from lkern_devstack.supervisor import DRAIN_GRACE_S, consumer_groups_caught_up, stop_order
+from lkern_devstack.supervisor import (
+    DRAIN_GRACE_S,
+    consumer_groups_caught_up,
+    stop_order,
+    subscriptions_from_ready,
+)
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -132,6 +138,18 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def consumer_subscriptions(process: ServiceProcess) -> dict[str, list[str]] | None:
+    """
+    The consumer groups of a running service and their topics, as its /ready tells them; None
+    when it does not answer (the stop then waits for every group on the broker).
+    """
+    try:
+        response = httpx.get(f"{process.base_url}/ready", timeout=5.0)
+        return subscriptions_from_ready(response.json()) or None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 # === STACK ===
@@ -317,6 +335,7 @@ class LocalStack:
                     self.bootstrap_servers,
                     drain_grace_s,
                     announce=lambda line: self.sink("lkern", line),
+                    subscriptions=consumer_subscriptions(process),
                 )
             try:
                 process.stop()

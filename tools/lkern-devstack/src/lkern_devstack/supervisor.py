@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -175,11 +175,31 @@ def stop_order(names: Sequence[str], consumes_from: Mapping[str, Iterable[str]])
 
 
 # === CONSUMER LAG ===
-async def _consumer_lag(bootstrap_servers: str) -> dict[str, int]:
+Subscriptions = Mapping[str, Sequence[str]]
+
+
+def subscriptions_from_ready(body: Mapping[str, Any]) -> dict[str, list[str]]:
     """
-    Group → messages not yet read, over the topics the group has committed offsets in (the
-    broker does not say which topics a group subscribes to; a partition of such a topic
-    without a committed offset counts from its start).
+    Consumer group → topics, from a service's ``/ready`` body: every check whose details name a
+    ``group_id`` and its ``topics`` (``lkern_common.kafka.consumer``'s status does).
+    """
+    found: dict[str, list[str]] = {}
+    checks = body.get("checks")
+    for details in (checks or {}).values() if isinstance(checks, dict) else ():
+        if isinstance(details, dict) and details.get("group_id") and details.get("topics"):
+            found[str(details["group_id"])] = [str(topic) for topic in details["topics"]]
+    return found
+
+
+async def _consumer_lag(
+    bootstrap_servers: str, subscriptions: Subscriptions | None = None
+) -> dict[str, int]:
+    """
+    Group → messages not yet read. With ``subscriptions`` (group → topics, what the consumers
+    said on /ready) exactly those, a partition without a committed offset counted from its
+    start (a group that has not joined yet has read nothing). Without, every group on the
+    broker over the topics it has committed offsets in (the broker does not say which topics
+    a group subscribes to).
     """
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers, request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS
@@ -195,15 +215,23 @@ async def _consumer_lag(bootstrap_servers: str) -> dict[str, int]:
             for topic in sorted(await reader.topics())
             for partition in sorted(reader.partitions_for_topic(topic) or ())
         ]
-        ends = await reader.end_offsets(partitions) if partitions else {}
+        if not partitions:
+            return {}  # no topic, nothing to read
+        starts = await reader.beginning_offsets(partitions)
+        ends = await reader.end_offsets(partitions)
+        groups: dict[str, set[str] | None]
+        if subscriptions is None:
+            groups = {group: None for group, _protocol in await admin.list_consumer_groups()}
+        else:
+            groups = {group: set(topics) for group, topics in subscriptions.items()}
         lag: dict[str, int] = {}
-        for group, _protocol in await admin.list_consumer_groups():
+        for group, subscribed in groups.items():
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            consumed_topics = {tp.topic for tp, meta in committed.items() if meta.offset >= 0}
+            topics = subscribed or {tp.topic for tp, meta in committed.items() if meta.offset >= 0}
             lag[group] = sum(
-                max(0, ends.get(tp, 0) - max(0, meta.offset))
-                for tp, meta in committed.items()
-                if tp.topic in consumed_topics
+                max(0, ends.get(tp, 0) - max(starts.get(tp, 0), committed[tp].offset))
+                for tp in partitions
+                if tp.topic in topics and tp in committed
             )
         return lag
     finally:
@@ -211,10 +239,12 @@ async def _consumer_lag(bootstrap_servers: str) -> dict[str, int]:
         await admin.close()
 
 
-def consumer_lag(bootstrap_servers: str) -> dict[str, int] | None:
+def consumer_lag(
+    bootstrap_servers: str, subscriptions: Subscriptions | None = None
+) -> dict[str, int] | None:
     """Group → unread messages, or None when the broker cannot be asked."""
     try:
-        return asyncio.run(_consumer_lag(bootstrap_servers))
+        return asyncio.run(_consumer_lag(bootstrap_servers, subscriptions))
     except (KafkaError, OSError, TimeoutError) as error:
         logger.info("Cannot read the consumer groups' lag: %s", error)
         return None
@@ -224,16 +254,18 @@ def consumer_groups_caught_up(
     bootstrap_servers: str,
     grace_s: float = DRAIN_GRACE_S,
     announce: Callable[[str], None] | None = None,
+    subscriptions: Subscriptions | None = None,
 ) -> bool:
     """
-    Wait until every consumer group has read everything in its topics, at most ``grace_s``
-    seconds. True when it did; False (and a line saying how many are left) when not.
+    Wait until the consumer groups (those of ``subscriptions``, else every group) have read
+    everything in their topics, at most ``grace_s`` seconds. True when they did; False (and a
+    line saying how many are left) when not.
     """
     deadline = time.monotonic() + grace_s
     lag: dict[str, int] | None = None
     while True:
         with contextlib.suppress(Exception):
-            lag = consumer_lag(bootstrap_servers)
+            lag = consumer_lag(bootstrap_servers, subscriptions)
         if lag is not None and not any(lag.values()):
             return True
         if time.monotonic() >= deadline:
