@@ -13,7 +13,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs images bench clean
+.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs event-schemas images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -97,6 +97,9 @@ requirements: venv  ## services/*/requirements.txt from uv.lock
 
 config-docs: venv  ## services/*/.env.example and docs/configuration.md from the Settings classes
 	$(BIN)/python scripts/gen_env_example.py
+
+event-schemas: venv  ## the committed JSON Schema of each event (lkern_common/contracts/schemas)
+	$(BIN)/python scripts/gen_event_schemas.py
 
 images:  ## build both service images (needs a Docker engine)
 	docker build -f services/lkms101-contacts/Dockerfile -t lkern/lkms101-contacts:local .

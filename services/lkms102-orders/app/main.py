@@ -18,10 +18,11 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.database import Database
 from app.grpc.server import start_grpc_server
-from app.kafka.consumer import CONTACT_TOPICS, create_contact_events_consumer
-from app.kafka.events import ORDER_TOPICS
+from app.kafka.consumer import create_contact_events_consumer
 from app.routers import orders, read_models
 from app.services.contacts_resync import ContactsResync, history_missing
+from lkern_common.contracts.contacts import CONTACT_TOPICS
+from lkern_common.contracts.orders import ORDER_TOPICS
 from lkern_common.grpc_clients.contacts import AsyncContactsClient
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging

@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import text
 
 from app.database import Database
-from app.kafka.consumer import CONTACT_TOPICS
 from app.services.contacts_resync import history_missing
 from lkern_common.auth import ORDERS_READ
+from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TestDatabase, TestTokens, eventually

@@ -12,8 +12,9 @@ consumer group (the local stack's memory-only broker is new on every `lkern up`,
 cluster, retention passed) the events it missed are gone; the read model is then rebuilt from
 its source:
 
-1. every contact, a page at a time (ListContacts, keyset by id), applied with
-   :func:`apply_contact_snapshot`: the same upsert and version guard as a contact event, so a
+1. every contact, a page at a time (ListContacts, keyset by id), as ``ContactState.from_grpc``
+   applied with :func:`apply_contact_snapshot`: the same upsert and version guard as a contact
+   event (the consumer applies ``ContactState.from_snapshot`` through it), so a
    resync running while events arrive never puts an older version over a newer one;
 2. contacts the read model has but contacts no longer lists were deleted there (contacts
    deletes the row; ids are never reused). Each is asked once more (GetContactsByIds) before
@@ -36,7 +37,7 @@ from typing import Protocol
 from sqlalchemy import select
 
 from app.models.contact import ContactReadModel
-from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
+from app.services.contacts_read_model import ContactState, apply_contact_snapshot
 from lkern_common.database import Database
 from lkern_common.grpc_clients.contacts import ContactsClientError
 from lkern_common.grpc_contracts.contacts import contacts_pb2
@@ -64,17 +65,6 @@ class ContactsSource(Protocol):
     ) -> tuple[list[contacts_pb2.Contact], int]: ...
 
     async def get_contacts_by_ids(self, ids: Iterable[int]) -> list[contacts_pb2.Contact]: ...
-
-
-def snapshot_of(contact: contacts_pb2.Contact) -> ContactSnapshot:
-    """Contacts' answer as a read-model snapshot (the same shape an event carries)."""
-    return ContactSnapshot(
-        id=contact.id,
-        name=contact.name,
-        email=contact.email,
-        is_active=contact.is_active,
-        version=contact.version,
-    )
 
 
 # === WHEN ===
@@ -120,7 +110,7 @@ async def _apply_pages(
         page, after_id = await source.list_contacts(after_id, page_size)
         async with db.transaction() as session:
             for contact in page:
-                changed += await apply_contact_snapshot(session, snapshot_of(contact))
+                changed += await apply_contact_snapshot(session, ContactState.from_grpc(contact))
         listed.update(contact.id for contact in page)
         if after_id == 0:
             return listed, changed
@@ -147,7 +137,7 @@ async def _mark_deleted(db: Database, source: ContactsSource, listed: set[int]) 
         async with db.transaction() as session:
             for contact_id in gone:
                 # A deletion applies whatever its version; name and email stay as they were.
-                deletion = ContactSnapshot(contact_id, "", "", False, unlisted[contact_id], True)
+                deletion = ContactState(contact_id, "", "", False, unlisted[contact_id], True)
                 await apply_contact_snapshot(session, deletion)
     return len(gone)
 
