@@ -3,8 +3,8 @@
 FILE: test_stack.py
 PATH: /tests/e2e/test_stack.py
 DESCRIPTION: End-to-end: lkern up runs the system; REST, events, docs in a browser; SIGTERM
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:05:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 

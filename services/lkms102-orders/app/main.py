@@ -3,7 +3,7 @@
 FILE: main.py
 PATH: /services/lkms102-orders/app/main.py
 DESCRIPTION: FastAPI application entry point for orders service
-VERSION: v1.2.0
+VERSION: v1.3.0
 UPDATED: 2026-12-02 06:20:00
 ================================================================
 """

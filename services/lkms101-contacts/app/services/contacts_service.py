@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.5.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.6.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 

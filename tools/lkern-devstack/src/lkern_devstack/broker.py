@@ -3,7 +3,7 @@
 FILE: broker.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/broker.py
 DESCRIPTION: Local Kafka-protocol broker (Tansu, memory storage) for the local stack and tests
-VERSION: v1.1.0
+VERSION: v1.2.0
 UPDATED: 2026-12-02 06:20:00
 ================================================================
 

@@ -3,8 +3,8 @@
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
 DESCRIPTION: The lkern command: up, migrate, status, token, resync for the local stack
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 

@@ -3,7 +3,7 @@
 FILE: postgres.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/postgres.py
 DESCRIPTION: Embedded PostgreSQL for the local stack: initdb, start, stop, create databases
-VERSION: v1.2.0
+VERSION: v1.3.0
 UPDATED: 2026-12-02 06:20:00
 ================================================================
 

@@ -3,7 +3,7 @@
 FILE: stack.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/stack.py
 DESCRIPTION: The local stack: which parts run where, started and stopped in order
-VERSION: v1.2.0
+VERSION: v1.3.0
 UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
