@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from app.database import Database
 from app.services.contacts_resync import history_missing
-from lkern_common.auth import ORDERS_READ
+from lkern_common.auth import ALL_SCOPES, LKERN_ADMIN
 from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_devstack.broker import LocalBroker, free_port
 from lkern_devstack.dev_pki import DevPki
@@ -113,13 +113,16 @@ async def test_resync_rebuilds_the_read_model_and_keeps_newer_rows(
     }
 
 
-async def test_resync_needs_orders_write(
+async def test_resync_needs_lkern_admin(
     anonymous_client: httpx.AsyncClient, tokens: TestTokens
 ) -> None:
     assert (await anonymous_client.post(RESYNC)).status_code == 401
-    read_only = tokens.bearer(ORDERS_READ)
-    response = await anonymous_client.post(RESYNC, headers=read_only)
+    every_other_scope = tokens.bearer(*(scope for scope in ALL_SCOPES if scope != LKERN_ADMIN))
+    response = await anonymous_client.post(RESYNC, headers=every_other_scope)
     assert response.status_code == 403, response.text
+    assert (
+        await anonymous_client.post(RESYNC, headers=tokens.bearer(LKERN_ADMIN))
+    ).status_code == 200
 
 
 # === AUTOMATIC ===

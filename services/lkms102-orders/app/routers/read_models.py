@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from app.services.contacts_resync import ContactsResync
-from lkern_common.auth import ORDERS_WRITE
+from lkern_common.auth import LKERN_ADMIN
 from lkern_common.errors import ServiceUnavailableError
 from lkern_common.grpc_clients.contacts import ContactsClientError
 from lkern_common.web.routing import ApiRoute
@@ -45,12 +45,14 @@ class ResyncResponse(BaseModel):
     "/contacts/resync",
     response_model=ResyncResponse,
     responses=UNAVAILABLE,
-    dependencies=[requires(ORDERS_WRITE)],
+    dependencies=[requires(LKERN_ADMIN)],
 )
 async def resync_contacts(request: Request) -> ResyncResponse:
     """
     Rebuild the contacts read model from lkms101-contacts (every contact, under the same
     version guard as contact events: a newer row is never overwritten). Answers when done.
+    An operator's action (scope lkern:admin): it reads every contact, which no user of the
+    orders API should be able to trigger at will.
     """
     resync: ContactsResync = request.app.state.contacts_resync
     try:

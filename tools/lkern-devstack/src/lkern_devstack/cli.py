@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lkern_common.auth import ALL_SCOPES, ORDERS_WRITE
+from lkern_common.auth import ALL_SCOPES, LKERN_ADMIN
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
@@ -42,7 +42,7 @@ console = Console(highlight=False, soft_wrap=True)
 PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
 # `lkern resync`: the route that rebuilds a service's read models from their sources, and the
 # scope it needs (a service without read models has none).
-RESYNC_ROUTES = {"lkms102-orders": ("/api/v1/read-models/contacts/resync", ORDERS_WRITE)}
+RESYNC_ROUTES = {"lkms102-orders": ("/api/v1/read-models/contacts/resync", LKERN_ADMIN)}
 RESYNC_TIMEOUT_S = 600.0
 # Wider than any table we print: the width a table is measured in when nothing limits it.
 UNBOUNDED_WIDTH = 10_000
