@@ -159,7 +159,6 @@ async def test_batch_over_1000_ids_is_invalid_argument(channel: grpc.aio.Channel
     assert list(exactly.contacts) == []
 
 
-# === HEALTH / REFLECTION ===
 # === LIST ===
 async def test_list_contacts_pages_through_every_contact_in_id_order(
     client: httpx.AsyncClient, async_client: AsyncContactsClient
@@ -201,6 +200,7 @@ async def test_list_contacts_needs_contacts_read(target: str, dev_pki: DevPki) -
     assert raised.value.details() == "Scope contacts:read needed"
 
 
+# === HEALTH / REFLECTION ===
 async def test_health_is_serving_while_the_database_answers(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "contacts.ContactsService"):
