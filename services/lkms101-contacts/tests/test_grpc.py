@@ -31,6 +31,7 @@ from lkern_common.grpc_clients.contacts import (
     ContactsClientSettings,
 )
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TEST_CLIENT, make_dev_pki, tls_channel
 from tests.conftest import ORDERS, TOKENS
@@ -221,12 +222,12 @@ async def test_health_is_not_serving_without_a_database(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        # A call that needs the database fails with a generic INTERNAL, never a trace.
+        # A call that needs the database is UNAVAILABLE (a client may retry), never a trace.
         stub = contacts_pb2_grpc.ContactsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetContact(contacts_pb2.GetContactRequest(id=1), timeout=5)
-        assert raised.value.code() == grpc.StatusCode.INTERNAL
-        assert raised.value.details() == "Internal server error"
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert raised.value.details() == DATABASE_UNAVAILABLE_DETAILS
     finally:
         await channel.close()
         await server.stop(0)
