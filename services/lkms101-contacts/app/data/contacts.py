@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/data/contacts.py
 DESCRIPTION: Contacts on asyncpg: ContactView, the hot reads, the page with its count, the create
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:15:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 
 Every read of a contact returns one type, :class:`ContactView` (a frozen dataclass with the
@@ -64,6 +64,9 @@ def contact_json(view: ContactView | Sequence[ContactView]) -> bytes:
 # === READS ===
 CONTACT_BY_ID = f"SELECT {COLUMNS} FROM contacts WHERE id = $1"
 CONTACTS_BY_IDS = f"SELECT {COLUMNS} FROM contacts WHERE id = ANY($1::int[]) ORDER BY id"
+# Every contact a page at a time (gRPC ListContacts): keyset on the primary key, so a page
+# costs the same wherever it starts and contacts created meanwhile are not skipped.
+CONTACTS_AFTER_ID = f"SELECT {COLUMNS} FROM contacts WHERE id > $1 ORDER BY id LIMIT $2"
 
 
 def _escape_like(term: str) -> str:

@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.6.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.7.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.data.contacts import (
     CONTACT_BY_ID,
+    CONTACTS_AFTER_ID,
     CONTACTS_BY_IDS,
     CREATE_CONTACT,
     ContactView,
@@ -124,6 +125,11 @@ class ContactsReader:
         if not contact_ids:
             return []
         rows = await self.db.fetch_rows(CONTACTS_BY_IDS, sorted(set(contact_ids)))
+        return [ContactView.from_row(row) for row in rows]
+
+    async def contacts_after(self, after_id: int, page_size: int) -> list[ContactView]:
+        """Up to ``page_size`` contacts with an id greater than ``after_id``, ordered by id."""
+        rows = await self.db.fetch_rows(CONTACTS_AFTER_ID, after_id, page_size)
         return [ContactView.from_row(row) for row in rows]
 
     async def list_contacts(
