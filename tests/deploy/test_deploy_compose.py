@@ -3,8 +3,8 @@
 FILE: test_deploy_compose.py
 PATH: /tests/deploy/test_deploy_compose.py
 DESCRIPTION: deploy/docker-compose.yml: services, ports, order, health checks, wiring, settings
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:55:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -66,11 +66,11 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "SERVICE_NAME": "each service's default is its own name",
     "SERVICE_VERSION": "the code's version",
     "LOG_REQUESTS": "one access line per request is wanted in containers too",
+    "LOG_REQUESTS_SAMPLE": "1.0: every request's line (failed ones are always logged)",
     "LOG_FORMAT": "text, as the standard shows (json for a log collector: docs/observability.md)",
     "LOG_LEVEL_POLL_SECONDS": "a level set with PUT /config/log-level reaches every replica in 2 s",
     # HTTP / gRPC
     "HTTP_HOST": "0.0.0.0: every interface of the container",
-    "HTTP_WORKERS": "one process per container: scale with replicas",
     "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",

@@ -3,8 +3,8 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -275,8 +275,20 @@ class Database:
             )
             return rows
 
+    async def fetch_row(self, sql: str, *arguments: Any) -> asyncpg.Record | None:
+        """The first row of a plain SQL statement on the driver (autocommit), or None."""
+        async with self._driver_connection(sql) as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(sql, *arguments)
+            return row
+
+    async def fetch_rows(self, sql: str, *arguments: Any) -> list[asyncpg.Record]:
+        """Every row of a plain SQL statement on the driver (autocommit)."""
+        async with self._driver_connection(sql) as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+            return rows
+
     @asynccontextmanager
-    async def _driver_connection(self, query: Query) -> AsyncIterator[asyncpg.Connection]:
+    async def _driver_connection(self, query: Query | str) -> AsyncIterator[asyncpg.Connection]:
         """
         The asyncpg connection of a pooled connection, taken through the same gate and pool as
         sessions. No transaction is begun: each statement commits on its own. A connection that
@@ -289,7 +301,8 @@ class Database:
                 yield pooled.driver_connection
             except CONNECTION_LOST_ERRORS as error:
                 await connection.invalidate(error)
-                raise sa_exc.OperationalError(query.sql, None, error) from error
+                sql = query if isinstance(query, str) else query.sql
+                raise sa_exc.OperationalError(sql, None, error) from error
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -4,8 +4,8 @@ FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
 DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
              error contract (DomainError → status), checked request messages, graceful stop
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -588,7 +588,7 @@ async def start_service_grpc_server(
         host=settings.grpc_host,
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,
-        reuse_port=settings.http_workers > 1,
+        reuse_port=settings.worker_processes > 1,
         options=message_size_options(settings.grpc_max_message_bytes),
     )
     server.add_servicer(add_to_server, servicer, service_name)

@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -188,7 +188,11 @@ def create_service_app(
         ],
     )
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
-    app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
+    app.add_middleware(
+        RequestIdMiddleware,
+        log_requests=settings.log_requests,
+        log_requests_sample=settings.log_requests_sample,
+    )
     install_error_handlers(app)
     install_conditional_requests(app, require_if_match=settings.require_if_match)
     install_idempotency(app, settings)

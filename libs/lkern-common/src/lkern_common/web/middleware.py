@@ -3,13 +3,14 @@
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
 DESCRIPTION: Request id, access log, last-resort 500, HEAD and body-size middleware (plain ASGI)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
+import random
 import time
 
 from starlette.datastructures import Headers
@@ -43,7 +44,8 @@ class RequestIdMiddleware:
     """
     Takes ``X-Request-ID`` from the request (or generates one), binds it to the context so
     every log line of the request carries it, returns it on the response, and logs one access
-    line per request when ``log_requests`` is on.
+    line per request when ``log_requests`` is on: every failed one (status ≥ 400), and of the
+    successful ones the share ``log_requests_sample`` (LOG_REQUESTS_SAMPLE, default all).
 
     It is also the last resort for an exception nothing else handled: logged once, with its
     stack trace and the request id, and answered with a generic 500 that carries the request
@@ -51,9 +53,17 @@ class RequestIdMiddleware:
     gone, and re-raises so that the server logs the trace a second time.)
     """
 
-    def __init__(self, app: ASGIApp, log_requests: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, log_requests: bool = True, log_requests_sample: float = 1.0
+    ) -> None:
         self.app = app
         self.log_requests = log_requests
+        self.sample = log_requests_sample
+
+    def _logs(self, status_code: int) -> bool:
+        if not self.log_requests or not logger.isEnabledFor(logging.INFO):
+            return False
+        return status_code >= 400 or self.sample >= 1.0 or random.random() < self.sample
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,7 +104,7 @@ class RequestIdMiddleware:
                     await _send_internal_error(send_with_request_id)
                 status_code = status_code or 500
         finally:
-            if self.log_requests:
+            if self._logs(status_code):
                 logger.info(
                     "%s %s -> %s (%.1f ms)",
                     scope["method"],

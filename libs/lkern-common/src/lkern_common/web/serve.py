@@ -3,12 +3,13 @@
 FILE: serve.py
 PATH: /libs/lkern-common/src/lkern_common/web/serve.py
 DESCRIPTION: Runs a service's ASGI app with uvicorn from its settings (python -m app)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 05:55:00
 ================================================================
 
-HTTP_WORKERS (docs/performance.md): with 1 (the default) one process serves REST and gRPC and
-runs the outbox relay and the Kafka consumers. With N > 1 uvicorn's main process binds the HTTP
+HTTP_WORKERS (docs/performance.md): by default (0) one worker per CPU core the process may use
+(``ServiceSettings.worker_processes``). With 1 one process serves REST and gRPC and runs the
+outbox relay and the Kafka consumers. With N > 1 uvicorn's main process binds the HTTP
 port and starts N worker processes, each running the whole app (its lifespan):
 
 - REST: the workers share the HTTP socket; the kernel hands each new connection to one of them.
@@ -47,13 +48,14 @@ def serve(app_path: str, settings: ServiceSettings) -> None:
     request ids), so uvicorn's own log config is disabled. SIGTERM/SIGINT stop it gracefully:
     the lifespan closes the gRPC server, background tasks and the pool.
     """
-    if settings.http_workers > 1 and settings.grpc_port:
+    workers = settings.worker_processes
+    if workers > 1 and settings.grpc_port:
         check_port_free(settings.grpc_host, settings.grpc_port, "The gRPC")
     uvicorn.run(
         app_path,
         host=settings.http_host,
         port=settings.http_port,
-        workers=settings.http_workers,
+        workers=workers,
         loop="uvloop",
         http="httptools",
         log_config=None,
