@@ -3,20 +3,21 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 """
 
 # === IMPORTS ===
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import (
@@ -29,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from lkern_common.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAIT_SECONDS
 from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
@@ -112,6 +114,30 @@ class Query:
         return [values[name] for name in self._compiled.positiontup or ()]
 
 
+# === POOL METRICS ===
+class _TimedGate(asyncio.Semaphore):
+    """The FIFO gate, timing each wait for a slot (``lkern_db_pool_wait_seconds``)."""
+
+    async def __aenter__(self) -> None:
+        started = time.perf_counter()
+        await self.acquire()
+        DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - started)
+
+
+def _count_checkouts(engine: AsyncEngine) -> None:
+    """Keep ``lkern_db_pool_connections_in_use`` with the pool's checkouts and checkins."""
+    in_use = DB_POOL_IN_USE
+
+    def checked_out(*_: Any) -> None:
+        in_use.inc()
+
+    def checked_in(*_: Any) -> None:
+        in_use.dec()
+
+    event.listen(engine.sync_engine, "checkout", checked_out)
+    event.listen(engine.sync_engine, "checkin", checked_in)
+
+
 # === DATABASE ===
 class Database:
     """
@@ -137,6 +163,8 @@ class Database:
             connect_args={"server_settings": {"application_name": settings.service_name}},
         )
         self._slots = settings.db_pool_size + settings.db_max_overflow
+        DB_POOL_SIZE.set(self._slots)
+        _count_checkouts(self.engine)
         self._gate: asyncio.Semaphore | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -149,7 +177,7 @@ class Database:
         """The gate of the running event loop (one per loop: tests may use several)."""
         loop = asyncio.get_running_loop()
         if self._gate is None or self._gate_loop is not loop:
-            self._gate, self._gate_loop = asyncio.Semaphore(self._slots), loop
+            self._gate, self._gate_loop = _TimedGate(self._slots), loop
         return self._gate
 
     @asynccontextmanager

@@ -3,9 +3,10 @@
 FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
 DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
-             error contract (DomainError → status), checked request messages, graceful stop
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:45:00
+             error contract (DomainError → status), checked request messages, metrics,
+             graceful stop
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -55,6 +56,7 @@ from lkern_common.grpc_auth import (
 )
 from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.grpc_wire import BadRequest, checked_deserializer
+from lkern_common.metrics.grpc import ServerMetricsInterceptor
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 
@@ -384,6 +386,8 @@ class GrpcServer:
         self._tls = tls
         self._requirements: dict[str, frozenset[str]] = {}
         self._interceptors = (
+            # Outermost: an RPC refused by the interceptors below is counted with its code too.
+            ServerMetricsInterceptor(),
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
             RefuseBadRequestInterceptor(),

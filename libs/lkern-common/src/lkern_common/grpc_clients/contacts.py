@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -267,10 +267,15 @@ class AsyncContactsClient:
     def _get_stub(self) -> contacts_pb2_grpc.ContactsServiceAsyncStub:
         """The stub, opening the channel on first use (inside the running event loop)."""
         if self._stub is None:
+            # Imported here: the settings import this module, and prometheus-client must not be
+            # imported before serve() chose its multiprocess folder (lkern_common.web.serve).
+            from lkern_common.metrics.grpc import ClientMetricsInterceptor
+
             self._channel = grpc.aio.secure_channel(
                 self.host,
                 self.settings.tls_files().channel_credentials(),
                 options=channel_options(self.settings),
+                interceptors=[ClientMetricsInterceptor()],  # lkern_grpc_client_* metrics
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub

@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:15:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -68,7 +68,9 @@ headers are kept (``x-request-id`` among them) and these headers are added (UTF-
 Dead-lettered events are not recorded in the inbox, so republishing one (same ``event_id``)
 applies it. Nothing but :meth:`IdempotentConsumer.stop` ends the consumer: a broker that is
 down is reconnected to, an unexpected error restarts the Kafka client after a backoff.
-While handling a message, the request id is the message's ``x-request-id`` header (else the
+Metrics (outcomes, retries, lag per partition, batch sizes, apply time, event end-to-end
+latency, last progress): ``self.metrics`` (lkern_common.metrics.consumer), called at a few
+points. While handling a message, the request id is the message's ``x-request-id`` header (else the
 event id), so the handler's log lines carry it.
 """
 
@@ -77,6 +79,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +109,7 @@ from lkern_common.kafka.inbox import InboxEvent, purge_inbox
 from lkern_common.kafka.producer import create_producer
 from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
+from lkern_common.metrics.consumer import ConsumerMetrics
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
@@ -368,6 +372,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._owner._generation += 1
+        self._owner.metrics.revoked(revoked)
         if revoked:
             logger.info("Partitions revoked: %s", _partition_names(revoked))
 
@@ -433,6 +438,7 @@ class IdempotentConsumer:
         self._backoff_s = settings.kafka_consumer_retry_backoff_ms / 1000
         self._backoff_max_s = max(settings.kafka_consumer_retry_backoff_max_ms / 1000, 0.0)
         self.status = ConsumerStatus(group_id=group_id, topics=list(topics))
+        self.metrics = ConsumerMetrics(group_id)  # docs/observability.md
         self._consumer: Any = None
         self._producer: Any = None
         self._stopping = asyncio.Event()
@@ -608,6 +614,7 @@ class IdempotentConsumer:
         while not self._stopping.is_set():
             generation = self._generation
             batch = await self._fetch()
+            await self.metrics.fetched(self._consumer, batch)
             # First offset of each partition that is not processed yet.
             next_offsets = {tp: records[0].offset for tp, records in batch.items() if records}
             last_offsets = {tp: records[-1].offset for tp, records in batch.items() if records}
@@ -651,6 +658,7 @@ class IdempotentConsumer:
         """Commit ``offset`` as the next one to read; False when the group moved on."""
         try:
             await self._consumer.commit({tp: offset})
+            self.metrics.committed(tp, offset, self._consumer.highwater(tp))
         except (CommitFailedError, IllegalStateError) as exc:
             logger.warning(
                 "Offset %d of %s[%d] not committed (group rebalanced): %s",
@@ -679,6 +687,7 @@ class IdempotentConsumer:
         if len(run) <= 1:
             await self._handle_record(records[0])
             return 1
+        started = time.perf_counter()
         try:
             outcomes = await self._apply_batch(run)
         except _BatchHandlerFailed as failed:
@@ -698,6 +707,8 @@ class IdempotentConsumer:
             await self._handle_record(records[0])
             return 1
         self._count_batch(run, outcomes)
+        events = [(pending.record.topic, pending.envelope.event) for pending in run]
+        self.metrics.applied(events, outcomes, time.perf_counter() - started)
         return len(run)
 
     def _envelope(self, record: Any) -> Envelope:
@@ -825,6 +836,7 @@ class IdempotentConsumer:
                     attempts=0,
                 )
             attempts = _Attempts(count=0 if first_failure is None else 1)
+            started = time.perf_counter()
             try:
                 outcome = await self._apply_with_retries(
                     record, envelope, handler, attempts, first_failure
@@ -852,6 +864,9 @@ class IdempotentConsumer:
                     attempts=attempts.count,
                 )
             self.status.last_processed_at = _now()
+            self.metrics.applied(
+                [(record.topic, envelope.event)], [outcome], time.perf_counter() - started
+            )
             if outcome is Outcome.DUPLICATE:
                 self.status.duplicates += 1
                 logger.info(
@@ -959,6 +974,7 @@ class IdempotentConsumer:
     def _before_handler_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.status.retries += 1
+        self.metrics.retried()
         if exc is not None:
             self._record_error(exc)
         logger.warning(
@@ -1028,6 +1044,7 @@ class IdempotentConsumer:
         finally:
             self.status.waiting_for = None
         self.status.dead_lettered += 1
+        self.metrics.dead_lettered(record.topic)
         self._record_error(f"{reason.value}: {error}")
         return Outcome.DEAD_LETTERED
 

@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:45:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -21,6 +21,8 @@ from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
+from lkern_common.metrics.exposition import metrics_router
+from lkern_common.metrics.http import HttpMetricsMiddleware
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.conditional import ETAG_HEADER, install_conditional_requests
 from lkern_common.web.error_handlers import install_error_handlers
@@ -120,6 +122,7 @@ def create_service_app(
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
     one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
     counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
+    /metrics (Prometheus, every worker's figures: docs/observability.md),
     and a bearer token with the declared scope on every other route (lkern_common.web.security:
     building an app with an undeclared route fails). The token verifier is
     ``app.state.token_verifier`` (gRPC uses the same one).
@@ -155,12 +158,15 @@ def create_service_app(
             REPLAYED_HEADER,
         ],
     )
+    # Counts and times every request by route template (docs/observability.md), errors too.
+    app.add_middleware(HttpMetricsMiddleware)
     # Added last so it is outermost: even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
     install_error_handlers(app)
     install_conditional_requests(app, require_if_match=settings.require_if_match)
     install_idempotency(app, settings)
     app.include_router(health_router(settings))
+    app.include_router(metrics_router())
     for router in routers:
         app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
     check_routes(app)

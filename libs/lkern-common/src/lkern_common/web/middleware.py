@@ -3,8 +3,8 @@
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
 DESCRIPTION: Request id, access log, last-resort 500, HEAD and body-size middleware (plain ASGI)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:45:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lkern_common.metrics.http import copy_route
 from lkern_common.request_context import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -128,7 +129,9 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        as_get = {**scope, "method": "GET"}
+        await self.app(as_get, receive, send_without_body)
+        copy_route(as_get, scope)  # the metrics count it under its route template
 
 
 class RequestBodyTooLargeError(HTTPException):
