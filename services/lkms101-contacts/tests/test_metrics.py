@@ -39,7 +39,9 @@ async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[s
     }
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -81,9 +83,11 @@ async def test_requests_are_counted_by_route_template_never_by_path(
     assert grew("GET", API, "401") == 1
     assert grew("GET", "unmatched", "404") == 1
     timed = "lkern_http_request_duration_seconds_count"
-    assert value(after, timed, method="POST", route=API) - value(
-        before, timed, method="POST", route=API
-    ) == 3
+    assert (
+        value(after, timed, method="POST", route=API)
+        - value(before, timed, method="POST", route=API)
+        == 3
+    )
     routes = {dict(labels).get("route") for name, labels in after if name.startswith("lkern_http")}
     assert not any(RAW_ID.search(route or "") for route in routes), routes
 

@@ -42,7 +42,8 @@ def full_templates(app: Any) -> dict[int, str]:
     """id(route as declared) → its full path template, for every route of ``app``."""
     templates: dict[int, str] = {}
     for context in iter_route_contexts(getattr(app, "routes", [])):
-        templates.setdefault(id(context.original_route), context.path)
+        if context.path:
+            templates.setdefault(id(context.original_route), context.path)
     return templates
 
 
@@ -91,7 +92,6 @@ class HttpMetricsMiddleware:
             timer = self._timers[timer_key] = HTTP_REQUEST_SECONDS.labels(method, route)
         counter.inc()
         timer.observe(seconds)
-
 
     def _route_template(self, scope: Scope) -> str:
         """The full template of the route that answered, else ``unmatched``."""
