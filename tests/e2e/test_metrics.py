@@ -135,13 +135,30 @@ def test_http_counts_by_route_template_from_every_worker(
     running: tuple[RunningStack, int],
 ) -> None:
     stack, workers = running
+    requests = "lkern_http_requests_total"
+
+    expected = {
+        ("POST", CONTACTS_API, "201"): CONTACTS,
+        ("GET", CONTACT_ROUTE, "200"): CONTACTS,
+        ("GET", CONTACT_ROUTE, "404"): 1,
+        ("PUT", CONTACT_ROUTE, "200"): RENAMED,
+    }
+
+    def counted(samples: Samples) -> dict[tuple[str, str, str], float]:
+        return {
+            (method, route, status): total(
+                samples, requests, method=method, route=route, status=status
+            )
+            for method, route, status in expected
+        }
+
+    # Each worker writes its tallies within a second of a request.
+    wait_for(
+        "every worker's counts are written", lambda: counted(scrape(stack, "contacts")) == expected
+    )
     for _ in range(4):  # whichever worker answers, it shows every worker's counts
         samples = scrape(stack, "contacts")
-        requests = "lkern_http_requests_total"
-        assert total(samples, requests, method="POST", route=CONTACTS_API, status="201") == CONTACTS
-        assert total(samples, requests, method="GET", route=CONTACT_ROUTE, status="200") == CONTACTS
-        assert total(samples, requests, method="GET", route=CONTACT_ROUTE, status="404") == 1
-        assert total(samples, requests, method="PUT", route=CONTACT_ROUTE, status="200") == RENAMED
+        assert counted(samples) == expected
         timed = "lkern_http_request_duration_seconds_count"
         assert total(samples, timed, method="POST", route=CONTACTS_API) == CONTACTS
         routes = label_values(samples, requests, "route")
@@ -153,10 +170,18 @@ def test_http_counts_by_route_template_from_every_worker(
 
 def test_grpc_calls_are_counted_on_both_sides(running: tuple[RunningStack, int]) -> None:
     stack, _ = running
-    contacts, orders = scrape(stack, "contacts"), scrape(stack, "orders")
     validate = "/contacts.ContactsService/ValidateContact"
-    served = total(contacts, "lkern_grpc_server_handled_total", method=validate, code="OK")
-    called = total(orders, "lkern_grpc_client_handled_total", method=validate, code="OK")
+
+    def calls() -> tuple[float, float]:
+        contacts, orders = scrape(stack, "contacts"), scrape(stack, "orders")
+        return (
+            total(contacts, "lkern_grpc_server_handled_total", method=validate, code="OK"),
+            total(orders, "lkern_grpc_client_handled_total", method=validate, code="OK"),
+        )
+
+    wait_for("both sides counted every call", lambda: min(calls()) >= CONTACTS)
+    contacts, orders = scrape(stack, "contacts"), scrape(stack, "orders")
+    served, called = calls()
     assert served == called >= CONTACTS
     assert total(orders, "lkern_grpc_client_handling_seconds_count", method=validate) == called
     assert total(contacts, "lkern_grpc_server_handling_seconds_count", method=validate) == served

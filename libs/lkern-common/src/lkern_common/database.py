@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from lkern_common.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAIT_SECONDS
+from lkern_common.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAIT_SECONDS_TALLY
 from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
@@ -121,7 +121,7 @@ class _TimedGate(asyncio.Semaphore):
     async def __aenter__(self) -> None:
         started = time.perf_counter()
         await self.acquire()
-        DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - started)
+        DB_POOL_WAIT_SECONDS_TALLY.observe((), time.perf_counter() - started)
 
 
 def _count_checkouts(engine: AsyncEngine) -> None:

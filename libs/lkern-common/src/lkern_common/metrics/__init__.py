@@ -21,12 +21,18 @@ workers' values (connections in use), ``livemax`` takes the highest (a partition
 its owner reports more than 0), ``mostrecent`` the last one written (the outbox backlog, read
 from the database at scrape time by the worker that serves the scrape).
 
+Figures recorded on every request (HTTP, the pool's gate, gRPC calls) go through the tallies at
+the end of this module (lkern_common.metrics.buffer): the hot path adds to a dictionary, the
+metric is written once a second.
+
 Labels never carry ids: HTTP routes are the route templates (``/api/v1/contacts/{contact_id}``),
 gRPC methods their full names, consumers their group and topic.
 """
 
 # === IMPORTS ===
 from prometheus_client import Counter, Gauge, Histogram
+
+from lkern_common.metrics.buffer import BufferedCounter, BufferedHistogram
 
 # === CONSTANTS ===
 # Request latencies: 1 ms … 10 s (a GET contact takes ~1–5 ms here, a create ~3–20 ms).
@@ -190,3 +196,12 @@ EVENT_END_TO_END_SECONDS = Histogram(
     ["topic"],
     buckets=EVENT_LATENCY_BUCKETS,
 )
+
+# === TALLIES OF THE HOT PATHS (lkern_common.metrics.buffer) ===
+HTTP_REQUESTS_TALLY = BufferedCounter(HTTP_REQUESTS)
+HTTP_REQUEST_SECONDS_TALLY = BufferedHistogram(HTTP_REQUEST_SECONDS)
+GRPC_SERVER_HANDLED_TALLY = BufferedCounter(GRPC_SERVER_HANDLED)
+GRPC_SERVER_SECONDS_TALLY = BufferedHistogram(GRPC_SERVER_SECONDS)
+GRPC_CLIENT_HANDLED_TALLY = BufferedCounter(GRPC_CLIENT_HANDLED)
+GRPC_CLIENT_SECONDS_TALLY = BufferedHistogram(GRPC_CLIENT_SECONDS)
+DB_POOL_WAIT_SECONDS_TALLY = BufferedHistogram(DB_POOL_WAIT_SECONDS)

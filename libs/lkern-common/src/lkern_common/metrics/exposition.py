@@ -49,6 +49,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from lkern_common.metrics.buffer import flush_all
+
 # === LOGGING ===
 logger = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ class WorkerProcessCollector(Collector):
 # === EXPOSITION ===
 def render_metrics() -> bytes:
     """Every figure in the Prometheus text format (all workers' in multiprocess mode)."""
+    flush_all()  # this worker's tallies; the others' are at most a second old
     directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if not directory:
         return generate_latest(REGISTRY)

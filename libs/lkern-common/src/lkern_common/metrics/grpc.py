@@ -31,10 +31,10 @@ import grpc.aio
 
 from lkern_common.grpc_auth import rewrap_handler
 from lkern_common.metrics import (
-    GRPC_CLIENT_HANDLED,
-    GRPC_CLIENT_SECONDS,
-    GRPC_SERVER_HANDLED,
-    GRPC_SERVER_SECONDS,
+    GRPC_CLIENT_HANDLED_TALLY,
+    GRPC_CLIENT_SECONDS_TALLY,
+    GRPC_SERVER_HANDLED_TALLY,
+    GRPC_SERVER_SECONDS_TALLY,
 )
 
 # === TYPES ===
@@ -56,7 +56,7 @@ def _timed(behavior: Any, method: str) -> Any:
     """A coroutine behaviour that records its code and duration; others are left as they are."""
     if not inspect.iscoroutinefunction(behavior):
         return behavior
-    timer = GRPC_SERVER_SECONDS.labels(method)
+    labels = (method,)
 
     async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
@@ -66,8 +66,8 @@ def _timed(behavior: Any, method: str) -> Any:
             failed = False
             return response
         finally:
-            timer.observe(time.perf_counter() - started)
-            GRPC_SERVER_HANDLED.labels(method, _server_code(context, failed)).inc()
+            GRPC_SERVER_SECONDS_TALLY.observe(labels, time.perf_counter() - started)
+            GRPC_SERVER_HANDLED_TALLY.inc((method, _server_code(context, failed)))
 
     return timed
 
@@ -100,6 +100,6 @@ class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         name = method.decode() if isinstance(method, bytes) else str(method)
         call = await continuation(client_call_details, request)
         code = await call.code()  # waits for the end of the RPC without raising its error
-        GRPC_CLIENT_SECONDS.labels(name).observe(time.perf_counter() - started)
-        GRPC_CLIENT_HANDLED.labels(name, code.name).inc()
+        GRPC_CLIENT_SECONDS_TALLY.observe((name,), time.perf_counter() - started)
+        GRPC_CLIENT_HANDLED_TALLY.inc((name, code.name))
         return call

@@ -2,7 +2,7 @@
 ================================================================
 FILE: http.py
 PATH: /libs/lkern-common/src/lkern_common/metrics/http.py
-DESCRIPTION: ASGI middleware that counts HTTP requests by route template and times them
+DESCRIPTION: Counts HTTP requests by route template and times them (for RequestIdMiddleware)
 VERSION: v1.0.0
 UPDATED: 2026-12-02 06:00:00
 ================================================================
@@ -16,20 +16,21 @@ a CORS preflight, the docs' static files) is ``unmatched``. The raw path is neve
 label: ids would make a new time series per contact. Methods outside the usual ones are
 ``other``, so a client cannot create series either.
 
-Cheap on purpose (it runs on every request): the metric children of each (method, route,
-status) are looked up once and kept, so a request costs two dictionary look-ups, one counter
-increment and one histogram observation (docs/observability.md has the measured overhead).
+Cheap on purpose (it runs on every request): ``RequestIdMiddleware`` (lkern_common.web.
+middleware), the outermost middleware, already times each request and sees its status, so it
+calls ``HttpMetrics.record`` at its end instead of another middleware layer wrapping every
+request (a layer cost as much again); the count and the time go to the tallies of
+lkern_common.metrics.buffer (plain dictionaries, written to the metrics once a second).
+docs/observability.md has the measured overhead.
 """
 
 # === IMPORTS ===
-import time
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
-from prometheus_client.metrics import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from lkern_common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+from lkern_common.metrics import HTTP_REQUEST_SECONDS_TALLY, HTTP_REQUESTS_TALLY
 
 # === CONSTANTS ===
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -47,51 +48,21 @@ def full_templates(app: Any) -> dict[int, str]:
     return templates
 
 
-# === MIDDLEWARE ===
-class HttpMetricsMiddleware:
-    """Counts and times every HTTP request (``lkern_http_requests_total``, ``…_duration_…``)."""
+# === RECORDER ===
+class HttpMetrics:
+    """Counts and times HTTP requests (``lkern_http_requests_total``, ``…_duration_…``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._timers: dict[tuple[str, str], Histogram] = {}
+    def __init__(self) -> None:
         self._templates: dict[int, str] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status_code = 500  # an exception that escapes is answered 500 further out
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_noting_status)
-        finally:
-            self._record(scope, status_code, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status_code: int, seconds: float) -> None:
+    def record(self, scope: Scope, status_code: int, seconds: float) -> None:
+        """One answered request: its scope (after routing), status and duration."""
         method = scope["method"]
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
         route = self._route_template(scope)
-        counter_key = (method, route, status_code)
-        counter = self._counters.get(counter_key)
-        if counter is None:
-            counter = self._counters[counter_key] = HTTP_REQUESTS.labels(
-                method, route, str(status_code)
-            )
-        timer_key = (method, route)
-        timer = self._timers.get(timer_key)
-        if timer is None:
-            timer = self._timers[timer_key] = HTTP_REQUEST_SECONDS.labels(method, route)
-        counter.inc()
-        timer.observe(seconds)
+        HTTP_REQUESTS_TALLY.inc((method, route, str(status_code)))
+        HTTP_REQUEST_SECONDS_TALLY.observe((method, route), seconds)
 
     def _route_template(self, scope: Scope) -> str:
         """The full template of the route that answered, else ``unmatched``."""

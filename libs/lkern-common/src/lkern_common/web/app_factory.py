@@ -21,8 +21,8 @@ from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
+from lkern_common.metrics.buffer import flush_all
 from lkern_common.metrics.exposition import metrics_router
-from lkern_common.metrics.http import HttpMetricsMiddleware
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.conditional import ETAG_HEADER, install_conditional_requests
 from lkern_common.web.error_handlers import install_error_handlers
@@ -59,7 +59,10 @@ def _freezing_gc(lifespan: Lifespan) -> Lifespan:
         async with lifespan(app) as state:
             gc.collect()  # start-up garbage is not frozen with the rest
             gc.freeze()
-            yield state
+            try:
+                yield state
+            finally:
+                flush_all()  # the last second's tallied figures (lkern_common.metrics.buffer)
 
     return run
 
@@ -158,9 +161,8 @@ def create_service_app(
             REPLAYED_HEADER,
         ],
     )
-    # Counts and times every request by route template (docs/observability.md), errors too.
-    app.add_middleware(HttpMetricsMiddleware)
-    # Added last so it is outermost: even CORS preflights and errors carry the request id.
+    # Added last so it is outermost: even CORS preflights and errors carry the request id, and
+    # it counts and times every request for the metrics (docs/observability.md).
     app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
     install_error_handlers(app)
     install_conditional_requests(app, require_if_match=settings.require_if_match)

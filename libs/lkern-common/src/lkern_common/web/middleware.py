@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lkern_common.metrics.http import copy_route
+from lkern_common.metrics.http import HttpMetrics, copy_route
 from lkern_common.request_context import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -41,6 +41,9 @@ class RequestIdMiddleware:
     every log line of the request carries it, returns it on the response, and logs one access
     line per request when ``log_requests`` is on.
 
+    It also counts and times the request for the metrics (``HttpMetrics``: one call here
+    instead of another middleware layer around every request).
+
     It is also the last resort for an exception nothing else handled: logged once, with its
     stack trace and the request id, and answered with a generic 500 that carries the request
     id. (Starlette's own 500 handler runs outside this middleware, after the request id is
@@ -50,6 +53,7 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, log_requests: bool = True) -> None:
         self.app = app
         self.log_requests = log_requests
+        self.metrics = HttpMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,13 +86,15 @@ class RequestIdMiddleware:
                 await _send_internal_error(send_with_request_id)
             status_code = status_code or 500
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.record(scope, status_code, elapsed)
             if self.log_requests:
                 logger.info(
                     "%s %s -> %s (%.1f ms)",
                     scope["method"],
                     scope["path"],
                     status_code,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
             subject_var.reset(subject_token)
             request_id_var.reset(token)
