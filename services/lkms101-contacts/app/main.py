@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms101-contacts/app/main.py
 DESCRIPTION: FastAPI application entry point for contacts service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:25:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.database import Database
 from app.grpc.server import start_grpc_server
-from app.kafka.events import CONTACT_TOPICS
 from app.routers import contacts
+from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
 from lkern_common.metrics.exposition import add_metrics_refresher

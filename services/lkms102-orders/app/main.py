@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms102-orders/app/main.py
 DESCRIPTION: FastAPI application entry point for orders service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:25:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -19,8 +19,8 @@ from app.config import Settings, get_settings
 from app.database import Database
 from app.grpc.server import start_grpc_server
 from app.kafka.consumer import create_contact_events_consumer
-from app.kafka.events import ORDER_TOPICS
 from app.routers import orders
+from lkern_common.contracts.orders import ORDER_TOPICS
 from lkern_common.grpc_clients.contacts import AsyncContactsClient
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
