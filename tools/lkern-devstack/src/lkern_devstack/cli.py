@@ -26,7 +26,7 @@ from lkern_common.auth import ALL_SCOPES
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.metrics_view import Scrape, figures
+from lkern_devstack.metrics_view import ROWS, Scrape, figures
 from lkern_devstack.process import ServiceProcessError
 from lkern_devstack.stack import (
     SERVICES,
@@ -372,9 +372,9 @@ def status_table(settings: StackSettings, interval: float) -> tuple[Table, bool]
         dict(figures(before, after, interval)) if before and after else {}
         for before, after in zip(first, second, strict=True)
     ]
-    names = list(dict.fromkeys(name for column in columns for name in column))
-    for name in names:
-        table.add_row(name, *(column.get(name, "–") for column in columns))
+    for name in ROWS:
+        if any(name in column for column in columns):
+            table.add_row(name, *(column.get(name, "–") for column in columns))
     return table, all(state == "ready" for state in states)
 
 

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+# === CONSTANTS ===
+# The rows of `lkern status`, in this order (a service shows the ones it has).
+ROWS = ("HTTP", "gRPC in", "gRPC out", "DB pool", "outbox", "consumer", "event latency")
+
 # === TYPES ===
 Labels = dict[str, str]
 
