@@ -17,7 +17,9 @@ import re
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
+from app.database import Database
 from lkern_devstack.testing import eventually
 
 # === CONSTANTS ===
@@ -46,6 +48,17 @@ def value(
 
 
 # === TESTS ===
+async def test_pool_connections_in_use_follow_checkouts(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    idle = value(await scrape(client), "lkern_db_pool_connections_in_use")
+    async with db.transaction() as session:
+        await session.execute(text("SELECT 1"))
+        held = value(await scrape(client), "lkern_db_pool_connections_in_use")
+    assert held == idle + 1
+    assert value(await scrape(client), "lkern_db_pool_connections_in_use") == idle
+
+
 async def test_metrics_is_public_and_in_the_prometheus_format(
     anonymous_client: httpx.AsyncClient,
 ) -> None:
