@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms102-orders/app/main.py
 DESCRIPTION: FastAPI application entry point for orders service
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 """
 
@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the orders app; the lifespan owns every resource and closes them in reverse."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, log_format=settings.log_format, service=settings.service_name
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
