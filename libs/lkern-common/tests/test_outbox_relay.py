@@ -436,7 +436,6 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
                 got = await collector.wait_for(lambda events: len(events) >= 10, WAIT_S)
             await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             assert sorted(set(ids_of(got))) == sorted(event_ids)
-            assert relay.status.broker == "connected"
             assert metric("lkern_outbox_published_events_total") - published_before >= 10
             await relay.refresh_metrics()
             assert metric("lkern_outbox_pending_events") == 0
