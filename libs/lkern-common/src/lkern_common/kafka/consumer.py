@@ -64,7 +64,8 @@ Modules: this one is the loop (connect, fetch, commit, rebalance, stop, readines
 message with retries); :mod:`~lkern_common.kafka.retries` the retry policies (tenacity);
 :mod:`~lkern_common.kafka.dead_letter` the dead letters; :mod:`~lkern_common.kafka.progress`
 the status, lag and stall detection; :mod:`~lkern_common.kafka.envelope` the envelope. The
-names services import are re-exported here.
+names services import are re-exported here. Metrics (lag per partition here; outcomes, retries,
+batches and event latency in batch.py): :mod:`lkern_common.metrics.consumer`.
 
 Dead-lettered events are not recorded in the inbox, so republishing one (same ``event_id``)
 applies it. Nothing but :meth:`IdempotentConsumer.stop` ends the consumer: a broker that is
