@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms102-orders/app/main.py
 DESCRIPTION: FastAPI application entry point for orders service
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -19,7 +19,9 @@ from app.config import Settings, get_settings
 from app.database import Database
 from app.grpc.server import start_grpc_server
 from app.kafka.consumer import create_contact_events_consumer
-from app.routers import orders
+from app.routers import orders, read_models
+from app.services.contacts_resync import ContactsResync, history_missing
+from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_common.contracts.orders import ORDER_TOPICS
 from lkern_common.grpc_clients.contacts import AsyncContactsClient
 from lkern_common.idempotency import IdempotencyKeyCleaner
@@ -31,6 +33,10 @@ from lkern_common.web.health import add_readiness_check, database_check
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
+
+# === CONSTANTS ===
+# How long start-up waits for the broker to say whether it holds the consumer group's offsets.
+OFFSETS_CHECK_TIMEOUT_S = 10.0
 
 
 # === APP FACTORY ===
@@ -77,8 +83,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(grpc_server.stop)
             app.state.grpc_server = grpc_server
 
+            # Rebuilds the contacts read model from contacts (app.services.contacts_resync).
+            resync = ContactsResync(db, contacts_client)
+            stack.push_async_callback(resync.stop)
+            app.state.contacts_resync = resync
+
             # Contact events into the read model (keeps trying while the broker is down).
             if settings.kafka_consumer_enabled:
+                # Asked before the consumer commits anything: no committed offsets means the
+                # broker lost (or never had) the events this read model was built from.
+                if await history_missing(
+                    settings,
+                    settings.kafka_consumer_group_id,
+                    CONTACT_TOPICS,
+                    OFFSETS_CHECK_TIMEOUT_S,
+                ):
+                    resync.start("no committed offsets for its consumer group on this broker")
                 consumer = create_contact_events_consumer(settings, db)
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
@@ -95,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="L-KERN Orders Service",
         description="Order management microservice (lkms102)",
         lifespan=lifespan,
-        routers=[orders.router],
+        routers=[orders.router, read_models.router],
     )
 
 

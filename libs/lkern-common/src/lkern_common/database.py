@@ -3,8 +3,8 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 

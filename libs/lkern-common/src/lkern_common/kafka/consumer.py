@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
-VERSION: v2.1.0
-UPDATED: 2026-12-02 06:35:00
+VERSION: v2.2.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
