@@ -12,10 +12,12 @@ UPDATED: 2026-12-02 07:00:00
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import gen_env_example
 import pytest
+import yaml
 from conftest import SERVICES
 from deploy_support import COMPOSE_FILE, REPO_ROOT, service_environment, settings_from_env
 
@@ -138,9 +140,10 @@ LEFT_AT_DEFAULT: dict[str, str] = {
 }
 INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka", "lkms503-kafka-setup"}
 # Optional services, each in its profile (docs/observability.md): not started by a plain `up`.
-OPTIONAL = {"lkms504-jaeger": "tracing"}
+OPTIONAL = {"lkms504-jaeger": "tracing", "prometheus": "metrics"}
 # Variables read by a library, not by the service's settings: OpenTelemetry's own.
 LIBRARY_VARIABLE_PREFIXES = ("OTEL_",)
+PROMETHEUS_DIR = COMPOSE_FILE.parent / "prometheus"
 
 
 # === HELPERS ===
@@ -389,3 +392,56 @@ def test_docker_compose_accepts_the_file() -> None:
         check=True,
     ).stdout.split()
     assert "lkms101-contacts" in services and "lkms503-kafka" in services
+
+
+# === TESTS: METRICS (profile "metrics") ===
+def lkern_metric_names() -> set[str]:
+    """Every sample name the services' metrics can have (lkern_common.metrics)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    import lkern_common.metrics as metrics
+
+    names: set[str] = set()
+    for metric in vars(metrics).values():
+        if isinstance(metric, Counter):
+            names |= {f"{metric._name}_total"}
+        elif isinstance(metric, Histogram):
+            names |= {f"{metric._name}_{suffix}" for suffix in ("bucket", "sum", "count")}
+        elif isinstance(metric, Gauge):
+            names.add(metric._name)
+    return names
+
+
+def test_prometheus_scrapes_every_replica_of_both_services(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["read_only"] is True and prometheus["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in prometheus["security_opt"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in prometheus["volumes"]}
+    config_file = (COMPOSE_FILE.parent / mounts["/etc/prometheus/prometheus.yml"]).resolve()
+    assert config_file == PROMETHEUS_DIR / "prometheus.yml"
+    assert any(volume.split(":")[0] in compose["volumes"] for volume in prometheus["volumes"])
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(SERVICES)
+    for service, ports in SERVICES.items():
+        job = jobs[service]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        # DNS discovery: one target per container of the compose service (replicas included).
+        assert job["dns_sd_configs"] == [
+            {"names": [service], "type": "A", "port": ports["http"], "refresh_interval": "30s"}
+        ]
+    rule_files = {Path(path).name for path in config["rule_files"]}
+    assert rule_files == {"alerts.yml"}
+    assert (COMPOSE_FILE.parent / mounts["/etc/prometheus/alerts.yml"]).resolve() == (
+        PROMETHEUS_DIR / "alerts.yml"
+    )
+
+
+def test_alert_rules_use_only_metrics_the_services_have() -> None:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8"))
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    used = {name for expr in expressions for name in re.findall(r"\blkern_\w+", expr)}
+    assert used, "the rules use the services' metrics"
+    assert not used - lkern_metric_names(), "rules name metrics no service exposes"
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {"LkernOutboxBacklog", "LkernConsumerStalled"} <= alerts

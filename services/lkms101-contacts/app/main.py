@@ -3,7 +3,7 @@
 FILE: main.py
 PATH: /services/lkms101-contacts/app/main.py
 DESCRIPTION: FastAPI application entry point for contacts service
-VERSION: v1.2.0
+VERSION: v1.3.0
 UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
@@ -22,6 +22,7 @@ from app.routers import contacts
 from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
+from lkern_common.metrics.exposition import add_metrics_refresher
 from lkern_common.outbox import OutboxRelay
 from lkern_common.web.app_factory import create_service_app
 from lkern_common.web.health import add_readiness_check, database_check
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(relay.stop)
             app.state.outbox_relay = relay
             add_readiness_check(app, "outbox", relay.readiness_check())
+            add_metrics_refresher(app, relay.refresh_metrics)  # backlog gauges at scrape time
 
             grpc_server = await start_grpc_server(settings, db, app.state.token_verifier)
             stack.push_async_callback(grpc_server.stop)

@@ -3,8 +3,8 @@
 FILE: main.py
 PATH: /services/lkms102-orders/app/main.py
 DESCRIPTION: FastAPI application entry point for orders service
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -26,6 +26,7 @@ from lkern_common.contracts.orders import ORDER_TOPICS
 from lkern_common.grpc_clients.contacts import AsyncContactsClient
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
+from lkern_common.metrics.exposition import add_metrics_refresher
 from lkern_common.outbox import OutboxRelay
 from lkern_common.web.app_factory import create_service_app
 from lkern_common.web.health import add_readiness_check, database_check
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(relay.stop)
             app.state.outbox_relay = relay
             add_readiness_check(app, "outbox", relay.readiness_check())
+            add_metrics_refresher(app, relay.refresh_metrics)  # backlog gauges at scrape time
 
             contacts_client = AsyncContactsClient(settings=settings.contacts_client_settings())
             stack.push_async_callback(contacts_client.close)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lkern_common.database import is_database_unavailable
+from lkern_common.metrics.http import HttpMetrics, copy_route
 from lkern_common.request_context import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -47,6 +48,9 @@ class RequestIdMiddleware:
     line per request when ``log_requests`` is on: every failed one (status ≥ 400), and of the
     successful ones the share ``log_requests_sample`` (LOG_REQUESTS_SAMPLE, default all).
 
+    It also counts and times the request for the metrics (``HttpMetrics``: one call here
+    instead of another middleware layer around every request).
+
     It is also the last resort for an exception nothing else handled: logged once, with its
     stack trace and the request id, and answered with a generic 500 that carries the request
     id. (Starlette's own 500 handler runs outside this middleware, after the request id is
@@ -59,6 +63,7 @@ class RequestIdMiddleware:
         self.app = app
         self.log_requests = log_requests
         self.sample = log_requests_sample
+        self.metrics = HttpMetrics()
 
     def _logs(self, status_code: int) -> bool:
         if not self.log_requests or not logger.isEnabledFor(logging.INFO):
@@ -104,13 +109,15 @@ class RequestIdMiddleware:
                     await _send_internal_error(send_with_request_id)
                 status_code = status_code or 500
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.record(scope, status_code, elapsed)
             if self._logs(status_code):
                 logger.info(
                     "%s %s -> %s (%.1f ms)",
                     scope["method"],
                     scope["path"],
                     status_code,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
             subject_var.reset(subject_token)
             request_id_var.reset(token)
@@ -151,7 +158,9 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        as_get = {**scope, "method": "GET"}
+        await self.app(as_get, receive, send_without_body)
+        copy_route(as_get, scope)  # the metrics count it under its route template
 
 
 class RequestBodyTooLargeError(HTTPException):
