@@ -25,6 +25,7 @@ from typing import Any
 from app.models.contact import ContactReadModel
 from app.models.order import Order, OrderLine
 from app.services.order_status import OrderStatus
+from lkern_common.database import Database
 
 # === COLUMNS ===
 # The columns of a view, in the order OrderView.from_row reads them. A read takes the contact's
@@ -215,6 +216,36 @@ def views_with_lines(
     return [OrderView.from_row(order, by_order.get(order[0], ())) for order in orders]
 
 
+async def _with_lines(db: Database, orders: Sequence[Sequence[Any]]) -> list[OrderView]:
+    """The views of ``orders`` with their lines (one statement for all of them)."""
+    if not orders:
+        return []
+    lines = await db.fetch_rows(LINES_OF_ORDERS, [order[0] for order in orders])
+    return views_with_lines(orders, lines)
+
+
+async def fetch_order(db: Database, order_id: int) -> OrderView | None:
+    """The order with its lines and contact, or None (two statements)."""
+    row = await db.fetch_row(ORDER_BY_ID, order_id)
+    return None if row is None else (await _with_lines(db, [row]))[0]
+
+
+async def fetch_page(
+    db: Database, skip: int, limit: int, contact_id: int | None, status: OrderStatus | None
+) -> list[OrderView]:
+    """A page of orders by id with their lines and contacts (two statements)."""
+    page = PAGES[(contact_id is not None, status is not None)]
+    rows = await db.fetch_rows(page, limit, skip, *list_filters(contact_id, status))
+    return await _with_lines(db, rows)
+
+
+async def count_orders(db: Database, contact_id: int | None, status: OrderStatus | None) -> int:
+    """How many orders match the filters."""
+    variant = (contact_id is not None, status is not None)
+    row = await db.fetch_row(COUNTS[variant], *list_filters(contact_id, status))
+    return 0 if row is None else int(row[0])
+
+
 # === CONTACT STATE ===
 READ_MODEL_STATE = "SELECT version, is_active, deleted FROM contacts_read_model WHERE id = $1"
 
@@ -235,3 +266,9 @@ class ReadModelState:
     @property
     def usable(self) -> bool:
         return self.is_active and not self.deleted
+
+
+async def fetch_read_model_state(db: Database, contact_id: int) -> ReadModelState | None:
+    """What the read model says of the contact, or None when it has no row."""
+    row = await db.fetch_row(READ_MODEL_STATE, contact_id)
+    return None if row is None else ReadModelState.from_row(row)

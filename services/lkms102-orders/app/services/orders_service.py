@@ -21,18 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.data.orders import (
-    COUNTS,
     LINE_COLUMNS,
-    LINES_OF_ORDERS,
-    ORDER_BY_ID,
     ORDER_COLUMNS,
-    PAGES,
-    READ_MODEL_STATE,
     OrderLineView,
     OrderView,
-    ReadModelState,
-    list_filters,
-    views_with_lines,
+    count_orders,
+    fetch_order,
+    fetch_page,
+    fetch_read_model_state,
 )
 from app.models.contact import ContactReadModel
 from app.models.order import ORDER_NUMBER_SEQUENCE, Order, OrderLine
@@ -116,10 +112,11 @@ INSERT_LINES = insert(LINES).returning(
 
 
 # === READS ===
-# Reads run plain SQL straight on the driver (Database.fetch_row / fetch_rows, prepared once
-# per connection by asyncpg): no ORM objects and no SQLAlchemy execution layer for an order
-# that is only shown (docs/performance.md). Two statements per page (orders with contacts,
-# then their lines), each in autocommit, and a count only when the page does not tell it.
+# Reads run plain SQL straight on the driver (app.data.orders: Database.fetch_row / fetch_rows,
+# prepared once per connection by asyncpg) and return typed views: no ORM objects and no
+# SQLAlchemy execution layer for an order that is only shown (docs/performance.md). Two
+# statements per page (orders with contacts, then their lines), each in autocommit, and a
+# count only when the page does not tell it.
 
 
 class OrdersReader:
@@ -130,10 +127,10 @@ class OrdersReader:
 
     async def get_order_view(self, order_id: int) -> OrderView:
         """The order with its contact, or OrderNotFoundError."""
-        row = await self.db.fetch_row(ORDER_BY_ID, order_id)
-        if row is None:
+        view = await fetch_order(self.db, order_id)
+        if view is None:
             raise OrderNotFoundError(order_id)
-        return (await self._views([row]))[0]
+        return view
 
     async def list_orders(
         self,
@@ -147,14 +144,11 @@ class OrdersReader:
         A page of orders ordered by id with their contacts (one query for orders and contacts,
         one for their lines), and the number of all orders that match.
         """
-        variant = (contact_id is not None, status is not None)
-        filters = list_filters(contact_id, status)
-        views = await self._views(await self.db.fetch_rows(PAGES[variant], limit, skip, *filters))
+        views = await fetch_page(self.db, skip, limit, contact_id, status)
         if skip == 0 and len(views) < limit:
             total = len(views)  # the whole result fits in this page: no count query needed
         else:
-            row = await self.db.fetch_row(COUNTS[variant], *filters)
-            total = int(row[0]) if row is not None else 0
+            total = await count_orders(self.db, contact_id, status)
         return views, total
 
     async def get_orders_by_contact(
@@ -162,13 +156,6 @@ class OrdersReader:
     ) -> tuple[list[OrderView], int]:
         """The contact's orders (oldest first) and how many there are."""
         return await self.list_orders(skip=skip, limit=limit, contact_id=contact_id)
-
-    async def _views(self, orders: Sequence[Sequence[Any]]) -> list[OrderView]:
-        """The orders with their lines (one query for all of them)."""
-        if not orders:
-            return []
-        lines = await self.db.fetch_rows(LINES_OF_ORDERS, [order[0] for order in orders])
-        return views_with_lines(orders, lines)
 
 
 # === CONTACT CHECK ===
@@ -197,8 +184,7 @@ async def check_contact(db: Database, contacts: ContactDirectory, contact_id: in
     :meth:`OrdersService` to merge in its transaction.
     """
     await contacts.validate(contact_id)
-    row = await db.fetch_row(READ_MODEL_STATE, contact_id)
-    state = None if row is None else ReadModelState.from_row(row)
+    state = await fetch_read_model_state(db, contact_id)
     if state is not None and state.usable:
         return ContactCheck(contact_id)
     snapshot = await contacts.fetch(contact_id)
