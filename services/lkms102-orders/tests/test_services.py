@@ -230,9 +230,7 @@ async def test_create_change_and_read_return_the_same_typed_view(db: Database) -
     assert (created.contact_name, created.contact_email) == ("Name v1", "v1@example.com")
 
     async with db.transaction() as session:
-        changed = await OrdersService(session).update_order(
-            created.id, OrderUpdate(notes="second")
-        )
+        changed = await OrdersService(session).update_order(created.id, OrderUpdate(notes="second"))
     assert isinstance(changed, OrderView)
     assert (changed.notes, changed.version) == ("second", 2)
     assert await reader.get_order_view(created.id) == changed
