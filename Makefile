@@ -8,12 +8,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
-SERVICES := services/lkms101-contacts services/lkms102-orders
+# Every service folder (each declares itself in its pyproject.toml [tool.lkern]; lkern_common.registry
+# reads the same folders): a new service (lkern new-service) needs no edit here.
+SERVICES := $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test test-images lint format typecheck unit grpc-gen requirements config-docs images bench clean
+.PHONY: help venv up test test-images lint format typecheck unit grpc-gen requirements config-docs deploy-files generate images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -68,8 +70,8 @@ suites: venv
 
 test: lint typecheck unit  ## lint, typecheck and every test
 
-# Builds both images with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
-test-images: venv  ## build both images with podman and run them hardened (root; podman, runc, debootstrap)
+# Builds every service's image with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
+test-images: venv  ## build every image with podman and run them hardened (root; podman, runc, debootstrap)
 	@for tool in podman runc; do \
 		command -v $$tool >/dev/null || { echo "make test-images needs $$tool:" \
 			"apt-get update && apt-get install -y podman debootstrap runc" >&2; exit 1; }; \
@@ -90,9 +92,16 @@ requirements: venv  ## services/*/requirements.txt from uv.lock
 config-docs: venv  ## services/*/.env.example and docs/configuration.md from the Settings classes
 	$(BIN)/python scripts/gen_env_example.py
 
-images:  ## build both service images (needs a Docker engine)
-	docker build -f services/lkms101-contacts/Dockerfile -t lkern/lkms101-contacts:local .
-	docker build -f services/lkms102-orders/Dockerfile -t lkern/lkms102-orders:local .
+deploy-files: venv  ## compose file, init-databases.sql, setup-acls.sh, .dockerignore from the registry
+	$(BIN)/python scripts/gen_deploy.py
+
+generate: grpc-gen requirements config-docs deploy-files  ## every generated file
+
+images:  ## build every service's image from deploy/Dockerfile (needs a Docker engine)
+	@for service in $(SERVICES); do \
+		name=$$(basename $$service); \
+		docker build -f deploy/Dockerfile --build-arg SERVICE=$$name -t lkern/$$name:local . || exit 1; \
+	done
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache

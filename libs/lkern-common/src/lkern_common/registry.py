@@ -67,12 +67,14 @@ class ServiceEntry:
     database: str
     proto: str | None = None
     scopes: tuple[str, ...] = ()
-    topic_prefix: str | None = None
+    # The prefix of the topics it publishes (lkern.<short>.); its users may write only those.
+    topic_prefix: str = ""
     # Services whose events this one consumes (it trusts their signing keys) ...
     consumes_events_of: tuple[str, ...] = ()
     # ... and whose gRPC servers it calls (it starts after them; <SHORT>_GRPC_TARGET).
     calls: tuple[str, ...] = ()
-    consumer_group: str | None = None
+    # Its consumer group (lkmsNNN-<short>-group) when it consumes events.
+    consumer_group: str = ""
     grpc_clients: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
@@ -136,7 +138,7 @@ def load_service_entry(service_dir: Path) -> ServiceEntry:
     table = document.get("tool", {}).get("lkern")
     if not isinstance(table, dict):
         raise RegistryError(f"{path}: no [tool.lkern] table")
-    number = int(match["number"])
+    number, short = int(match["number"]), match["short"]
     if table.get("number") != number:
         raise RegistryError(f"{path}: [tool.lkern] number must be {number} (the name's)")
     return ServiceEntry(
@@ -150,10 +152,10 @@ def load_service_entry(service_dir: Path) -> ServiceEntry:
         database=str(table.get("database", name.replace("-", "_"))),
         proto=_optional_string(table, "proto", path),
         scopes=_strings(table, "scopes", path),
-        topic_prefix=_optional_string(table, "topic_prefix", path),
+        topic_prefix=_optional_string(table, "topic_prefix", path) or f"lkern.{short}.",
         consumes_events_of=_strings(table, "consumes_events_of", path),
         calls=_strings(table, "calls", path),
-        consumer_group=_optional_string(table, "consumer_group", path),
+        consumer_group=_optional_string(table, "consumer_group", path) or f"{name}-group",
         grpc_clients=_grpc_clients(table, path),
     )
 
