@@ -42,7 +42,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc.aio
 from fastapi import APIRouter, FastAPI
@@ -51,7 +51,6 @@ from lkern_common.auth import TokenVerifier
 from lkern_common.database import Database
 from lkern_common.grpc_server import GrpcServer, start_service_grpc_server
 from lkern_common.idempotency import IdempotencyKeyCleaner
-from lkern_common.kafka.consumer import IdempotentConsumer
 from lkern_common.logging_setup import configure_logging
 from lkern_common.outbox import OutboxRelay
 from lkern_common.registry import ServiceEntry
@@ -59,6 +58,11 @@ from lkern_common.settings import ServiceSettings
 from lkern_common.web.app_factory import create_web_app
 from lkern_common.web.health import ReadinessCheck, add_readiness_check, database_check
 from lkern_common.web.security import app_routes, declared_scopes
+
+if TYPE_CHECKING:
+    # Only its type: importing it registers the inbox table on the shared metadata, which a
+    # service that consumes nothing must not have (its migrations would not match).
+    from lkern_common.kafka.consumer import IdempotentConsumer
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -92,7 +96,7 @@ class EventConsumer(Generic[SettingsT]):
     """An idempotent consumer of other services' events (lkern_common.kafka.consumer)."""
 
     name: str  # readiness check name; app.state.<name>_consumer
-    create: Callable[[ServiceContext[SettingsT]], IdempotentConsumer]
+    create: Callable[[ServiceContext[SettingsT]], "IdempotentConsumer"]
     enabled: Callable[[SettingsT], bool] = field(default=lambda settings: True)
 
 

@@ -26,7 +26,8 @@ from rich.text import Text
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, STACK_SCOPES, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.process import ServiceProcessError
+from lkern_devstack.new_service import NewServiceError, create_service
+from lkern_devstack.process import REPO_ROOT, ServiceProcessError
 from lkern_devstack.stack import (
     SERVICES,
     LocalStack,
@@ -339,6 +340,28 @@ def migrate(
         raise typer.Exit(1) from None
     finally:
         stack.stop()
+
+
+@app.command("new-service")
+def new_service(
+    name: Annotated[str, typer.Argument(help="lkms1NN-<name>, e.g. lkms103-inventory")],
+) -> None:
+    """
+    Make a complete, working service in services/<name> (REST 41NN, gRPC 51NN, database
+    lkms1NN_<name>): an example resource at /api/v1/<name>/, its migration, proto, events and
+    tests; then regenerate every generated file. `make up` and `make test` include it.
+    """
+    try:
+        folder = create_service(name, REPO_ROOT)
+    except NewServiceError as error:
+        console.print(f"[bold red]Cannot make the service:[/] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]✓[/] {name} in {folder.relative_to(REPO_ROOT)}")
+    console.print(
+        "Next: `make venv` (the new workspace member), `make up`, and its tests: "
+        f"cd {folder.relative_to(REPO_ROOT)} && ../../.venv/bin/pytest -q",
+        markup=False,
+    )
 
 
 @app.command()
