@@ -43,7 +43,7 @@ class Settings(ServiceSettings):
         description="PEM private key of GRPC_TLS_CERT",
     )
     grpc_client_scopes: dict[str, list[str]] = Field(
-        default_factory=lambda: {"lkms102-orders": ["contacts:read"]},
+        default_factory=lambda: ENTRY.grpc_client_scopes,  # [tool.lkern] grpc_clients
         description="Scopes each calling service (the service name in its client "
         'certificate) has on this gRPC server, JSON: {"lkms102-orders": ["contacts:read"]}',
     )

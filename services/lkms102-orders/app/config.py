@@ -23,7 +23,7 @@ from lkern_common.settings import LOCAL_PKI_DIR, LOCAL_POSTGRES_PORT, ServiceSet
 ENTRY = load_service_entry(Path(__file__).resolve().parents[1])
 SERVICE_NAME = ENTRY.name
 CONTACTS_SERVICE = "lkms101-contacts"
-CONSUMER_GROUP_ID = "lkms102-orders-group"
+CONSUMER_GROUP_ID = ENTRY.consumer_group  # [tool.lkern] consumer_group
 DLQ_TOPIC = "lkern.orders.dlq"
 
 
@@ -53,8 +53,10 @@ class Settings(ServiceSettings):
         description="Private JWK (JSON, with its kid) this service signs its events with",
     )
     event_trusted_jwks: dict[str, Path] = Field(
+        # The services of [tool.lkern] consumes_events_of, with the local stack's key files.
         default_factory=lambda: {
-            CONTACTS_SERVICE: LOCAL_PKI_DIR / "events" / f"{CONTACTS_SERVICE}.jwks.json"
+            name: LOCAL_PKI_DIR / "events" / f"{name}.jwks.json"
+            for name in ENTRY.consumes_events_of
         },
         description="Public keys (JWKS files) of the services whose events this service "
         'consumes, by service name, JSON: {"lkms101-contacts": "/keys/contacts.jwks.json"}',

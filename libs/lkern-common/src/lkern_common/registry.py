@@ -34,7 +34,7 @@ declaration (routers, servicers, consumers, hooks) is the service's ``app/spec.p
 # === IMPORTS ===
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ class ServiceEntry:
     calls: tuple[str, ...] = ()
     # Its consumer group (lkmsNNN-<short>-group) when it consumes events.
     consumer_group: str = ""
-    grpc_clients: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Who may call its gRPC server with which scopes: (service, scopes) pairs (hashable).
+    grpc_clients: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -91,6 +92,11 @@ class ServiceEntry:
     def grpc_target_variable(self) -> str:
         """The variable a caller's settings read this service's gRPC address from."""
         return f"{self.short_name.upper()}_GRPC_TARGET"
+
+    @property
+    def grpc_client_scopes(self) -> dict[str, list[str]]:
+        """GRPC_CLIENT_SCOPES of this service: its settings' default and the compose file's."""
+        return {name: list(scopes) for name, scopes in self.grpc_clients}
 
     @property
     def proto_stem(self) -> str | None:
@@ -117,11 +123,11 @@ def _optional_string(table: dict[str, Any], key: str, path: Path) -> str | None:
     return value
 
 
-def _grpc_clients(table: dict[str, Any], path: Path) -> dict[str, tuple[str, ...]]:
+def _grpc_clients(table: dict[str, Any], path: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
     clients = table.get("grpc_clients", {})
     if not isinstance(clients, dict):
         raise RegistryError(f"{path}: [tool.lkern] grpc_clients must be a table")
-    return {name: _strings(clients, name, path) for name in clients}
+    return tuple((name, _strings(clients, name, path)) for name in sorted(clients))
 
 
 def load_service_entry(service_dir: Path) -> ServiceEntry:
@@ -189,7 +195,8 @@ def _check_unique(entries: list[ServiceEntry]) -> None:
 def _check_references(entries: list[ServiceEntry]) -> None:
     names = {entry.name for entry in entries}
     for entry in entries:
-        for other in (*entry.calls, *entry.consumes_events_of, *entry.grpc_clients):
+        clients = (name for name, _scopes in entry.grpc_clients)
+        for other in (*entry.calls, *entry.consumes_events_of, *clients):
             if other not in names:
                 raise RegistryError(f"{entry.name} names {other!r}, which is not a service")
 
