@@ -15,7 +15,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test test-images lint format typecheck unit grpc-gen requirements config-docs deploy-files generate images bench clean
+.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs deploy-files generate images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -51,7 +51,8 @@ typecheck: venv  ## mypy --strict on the library, tools, scripts and each servic
 unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_URL)
 	$(BIN)/lkern with-test-postgres -- $(MAKE) --no-print-directory suites
 
-# The suites one after the other (library, devstack, services, deployment files, end to end);
+# The suites one after the other (library, devstack, services, deployment files, end to end,
+# faults);
 # `make unit` runs them with TEST_POSTGRES_URL set (see README, "Tests and PostgreSQL").
 # They need no network: uv, where a test runs it, uses only its cache (filled by `make venv`).
 .PHONY: suites
@@ -67,8 +68,15 @@ suites: venv
 	$(PYTEST) -q -p no:cacheprovider tests/deploy
 	@echo "=== tests: end to end (lkern up, both services, browser) ==="
 	$(PYTEST) -q -p no:cacheprovider tests/e2e
+	@echo "=== tests: faults (broker paused, processes killed, ...; docs/reliability.md) ==="
+	$(PYTEST) -q -p no:cacheprovider tests/faults
 
 test: lint typecheck unit  ## lint, typecheck and every test
+
+# Faults injected into the real stack (pauses, kills, stops), counted with the databases as the
+# truth; prints the figures docs/reliability.md quotes. `make test` runs it last; this runs it alone.
+test-faults: venv  ## only the fault suite, on its own stack (broker paused, processes killed, ...)
+	UV_OFFLINE=1 $(PYTEST) -q -p no:cacheprovider tests/faults
 
 # Builds every service's image with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
 test-images: venv  ## build every image with podman and run them hardened (root; podman, runc, debootstrap)
