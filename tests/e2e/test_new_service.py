@@ -99,6 +99,27 @@ def test_the_new_service_is_complete_and_its_tests_pass(checkout: Path) -> None:
     assert tests.returncode == 0, tests.stdout[-5000:] + tests.stderr[-2000:]
 
 
+def test_the_new_service_passes_lint_and_strict_typing(checkout: Path) -> None:
+    """What `make lint typecheck` runs on it: ruff check, ruff format --check, mypy --strict."""
+    service = checkout / "services" / NAME
+    tools = PYTHON.parent
+    for command in (
+        [str(tools / "ruff"), "check", str(service)],
+        [str(tools / "ruff"), "format", "--check", str(service)],
+        [str(tools / "mypy"), "--config-file", str(checkout / "pyproject.toml"), "app"],
+    ):
+        result = subprocess.run(
+            command,
+            cwd=service,
+            env=_stack_environment(checkout),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command[0]}: {result.stdout}{result.stderr}"
+
+
 def test_compose_make_and_the_generated_files_include_it(checkout: Path) -> None:
     compose = yaml.safe_load((checkout / "deploy/docker-compose.yml").read_text())
     assert {NAME, f"{NAME}-migrate"} <= set(compose["services"])
