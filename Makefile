@@ -15,7 +15,7 @@ PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs deploy-files generate images bench clean
+.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs event-schemas deploy-files generate images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -100,15 +100,21 @@ requirements: venv  ## services/*/requirements.txt from uv.lock
 config-docs: venv  ## services/*/.env.example and docs/configuration.md from the Settings classes
 	$(BIN)/python scripts/gen_env_example.py
 
+event-schemas: venv  ## the committed JSON Schema of each event (lkern_common/contracts/schemas)
+	$(BIN)/python scripts/gen_event_schemas.py
+
 deploy-files: venv  ## compose file, init-databases.sql, setup-acls.sh, .dockerignore from the registry
 	$(BIN)/python scripts/gen_deploy.py
 
-generate: grpc-gen requirements config-docs deploy-files  ## every generated file
+generate: grpc-gen requirements config-docs event-schemas deploy-files  ## every generated file
 
-images:  ## build every service's image from deploy/Dockerfile (needs a Docker engine)
-	@for service in $(SERVICES); do \
-		name=$$(basename $$service); \
-		docker build -f deploy/Dockerfile --build-arg SERVICE=$$name -t lkern/$$name:local . || exit 1; \
+# The service and its ports are the build arguments of the one Dockerfile (from the registry).
+images: venv  ## build every service's image from deploy/Dockerfile (needs a Docker engine)
+	@$(BIN)/python -c 'from pathlib import Path; from lkern_common.registry import discover_services; \
+		print("\n".join(f"{e.name} {e.http_port} {e.grpc_port}" for e in discover_services(Path("."))))' | \
+	while read name http grpc; do \
+		docker build -f deploy/Dockerfile --build-arg SERVICE=$$name --build-arg HTTP_PORT=$$http \
+			--build-arg GRPC_PORT=$$grpc -t lkern/$$name:local . || exit 1; \
 	done
 
 clean:  ## remove .venv and caches

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /bench/events.py
 DESCRIPTION: Event figures: contact change → orders read model latency, and a 10,000-change burst
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 05:55:00
 ================================================================
 
 Latency at a steady rate: the bench renames distinct seeded contacts through the REST API
@@ -18,7 +18,7 @@ transaction start times, so the figure is off by the difference of two short tra
 (≈1 ms), and no polling interval enters it.
 
 Burst: 10,000 contacts are renamed in one transaction that writes their ContactUpdated events
-with the contacts service's own code (``app.kafka.events``), i.e. 10,000 events enter the
+with the contacts service's own code (``app.outbox_events``), i.e. 10,000 events enter the
 outbox at one commit. The clock starts at that commit; the bench polls (every 20 ms) until the
 outbox has no unsent row (published) and the read model holds every new version (applied).
 """
@@ -207,15 +207,15 @@ async def measure_latency(
 
 
 # === BURST ===
-def _contacts_code() -> tuple[Any, Any, Any, Any]:
-    """The contacts service's model and event code (its ``app`` package)."""
+def _contacts_code() -> tuple[Any, Any]:
+    """The contacts service's model and outbox writer (its ``app`` package)."""
     folder = str(SERVICE_DIRS["contacts"])
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    from app.kafka.events import ContactEventType, contact_snapshot, record_contact_event
     from app.models.contact import Contact
+    from app.outbox_events import write_contact_event
 
-    return Contact, ContactEventType, contact_snapshot, record_contact_event
+    return Contact, write_contact_event
 
 
 async def measure_burst(targets: StackTargets, *, count: int, first_id: int) -> BurstResult:
@@ -223,7 +223,9 @@ async def measure_burst(targets: StackTargets, *, count: int, first_id: int) -> 
     from sqlalchemy import func, update
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    contact_model, event_type, snapshot_of, record_event = _contacts_code()
+    from lkern_common.contracts.contacts import ContactUpdated
+
+    contact_model, write_event = _contacts_code()
     engine = create_async_engine(
         targets.contacts_db.replace("postgresql://", "postgresql+asyncpg://")
     )
@@ -246,13 +248,7 @@ async def measure_burst(targets: StackTargets, *, count: int, first_id: int) -> 
             )
             contacts = (await session.scalars(statement)).all()
             for contact in contacts:
-                await record_event(
-                    session,
-                    event_type.UPDATED,
-                    snapshot_of(contact),
-                    contact.updated_at,
-                    changed_fields=["name"],
-                )
+                await write_event(session, ContactUpdated.from_contact(contact, ["name"]))
             versions = {contact.id: contact.version for contact in contacts}
         committed = time.monotonic()
         published_at: float | None = None

@@ -3,8 +3,8 @@
 FILE: test_orders_contacts.py
 PATH: /tests/e2e/test_orders_contacts.py
 DESCRIPTION: End-to-end: contacts and orders as processes, linked by gRPC and contact events
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -22,6 +22,7 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from lkern_devstack.testing import eventually_blocking
 from tests.e2e.conftest import RunningStack
 
 # === CONSTANTS ===
@@ -29,15 +30,6 @@ PROPAGATION_SECONDS = 5.0
 
 
 # === HELPERS ===
-def eventually(check: Callable[[], bool], what: str, seconds: float = PROPAGATION_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
-
-
 def read_model_row(stack: RunningStack, contact_id: int) -> dict[str, Any] | None:
     async def fetch() -> dict[str, Any] | None:
         connection = await asyncpg.connect(
@@ -115,7 +107,11 @@ def test_contact_events_reach_orders_and_validation_guards_new_orders(stack: Run
             f"{contacts}/api/v1/contacts/", json={"name": "Flow Ltd", "email": "flow@example.com"}
         )
         contact_id = created.json()["id"]
-        eventually(lambda: read_model_row(stack, contact_id) is not None, "contact in read model")
+        eventually_blocking(
+            lambda: read_model_row(stack, contact_id) is not None,
+            "contact in read model",
+            timeout_s=PROPAGATION_SECONDS,
+        )
 
         # An order for it: 201 with its name.
         order = client.post(
@@ -135,9 +131,17 @@ def test_contact_events_reach_orders_and_validation_guards_new_orders(stack: Run
 
         # A rename shows on the order within 5 seconds.
         client.put(f"{contacts}/api/v1/contacts/{contact_id}", json={"name": "Flow Two"})
-        eventually(lambda: order_shows("Flow Two"), "the order shows the new name")
+        eventually_blocking(
+            lambda: order_shows("Flow Two"),
+            "the order shows the new name",
+            timeout_s=PROPAGATION_SECONDS,
+        )
         client.put(f"{contacts}/api/v1/contacts/{contact_id}", json={"name": "Flow Three"})
-        eventually(lambda: order_shows("Flow Three"), "the order shows the newest name")
+        eventually_blocking(
+            lambda: order_shows("Flow Three"),
+            "the order shows the newest name",
+            timeout_s=PROPAGATION_SECONDS,
+        )
 
         # The same (older) event delivered again changes nothing.
         def is_rename_to_two(value: bytes) -> bool:
@@ -158,7 +162,11 @@ def test_contact_events_reach_orders_and_validation_guards_new_orders(stack: Run
         produce(stack, "lkern.contacts.updated", b"{not json " + marker)
         assert read_topic(stack, "lkern.orders.dlq", lambda value: marker in value)
         client.put(f"{contacts}/api/v1/contacts/{contact_id}", json={"name": "Flow Four"})
-        eventually(lambda: order_shows("Flow Four"), "the event after the poison message")
+        eventually_blocking(
+            lambda: order_shows("Flow Four"),
+            "the event after the poison message",
+            timeout_s=PROPAGATION_SECONDS,
+        )
 
         # Deactivated: a new order is refused.
         client.put(f"{contacts}/api/v1/contacts/{contact_id}", json={"is_active": False})
@@ -193,8 +201,8 @@ def test_contacts_unreachable_is_503_and_recovers(stack: RunningStack) -> None:
             assert client.get(f"{orders}/api/v1/orders/").headers["X-Total-Count"] == before
         finally:
             os.kill(process.pid, signal.SIGCONT)
-        eventually(
+        eventually_blocking(
             lambda: client.post(f"{orders}/api/v1/orders/", json=body).status_code == 201,
             "order creation works again",
-            seconds=15,
+            timeout_s=15,
         )

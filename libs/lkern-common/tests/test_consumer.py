@@ -16,7 +16,7 @@ Each test uses its own topics and consumer group on one shared broker.
 # === IMPORTS ===
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +56,7 @@ from lkern_common.kafka.inbox import (
 from lkern_common.request_context import request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.broker import LocalBroker, free_port
-from lkern_devstack.testing import TEST_CLIENT, TestDatabase, shared_dev_pki
+from lkern_devstack.testing import TEST_CLIENT, TestDatabase, eventually, shared_dev_pki
 
 # === CONSTANTS ===
 LIB_DIR = Path(__file__).resolve().parents[1]
@@ -142,15 +142,6 @@ def signed(value: bytes | None, signer: EventSigner | None = None) -> list[tuple
 
 def event_id_of(value: bytes) -> uuid.UUID:
     return uuid.UUID(orjson.loads(value)["event_id"])
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``condition()`` is true (up to ``WAIT_S``); fail with ``what`` otherwise."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -15,10 +15,9 @@ earliest offset; events are counted by ``event_id``.
 
 # === IMPORTS ===
 import asyncio
-import inspect
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from lkern_devstack.testing import (
     CollectedEvent,
     EventCollector,
     TestDatabase,
+    eventually,
     shared_dev_pki,
 )
 
@@ -154,20 +154,6 @@ async def write_events(
     return event_ids
 
 
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Wait until ``condition()`` holds (up to ``WAIT_S``); fail with ``what`` otherwise."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
-
-
 def ids_of(events: list[CollectedEvent]) -> list[str]:
     return [event.event_id for event in events]
 
@@ -232,7 +218,9 @@ async def test_relay_publishes_in_order_in_batches_and_marks_rows_sent(
     try:
         async with EventCollector(kafka_broker.bootstrap_servers, [topic]) as collector:
             got = await collector.wait_for(lambda events: len(events) >= 120, WAIT_S)
-        await eventually(lambda: relay.status.published == 120, "all rows are marked sent")
+        await eventually(
+            lambda: relay.status.published == 120, "all rows are marked sent", timeout_s=WAIT_S
+        )
     finally:
         await relay.stop()
 
@@ -298,6 +286,7 @@ async def test_notify_wakes_the_relay_long_before_its_poll_interval(
             await eventually(
                 lambda: (relay.status.role, relay.status.broker) == (RelayRole.LEADER, "connected"),
                 "the relay leads and is connected",
+                timeout_s=WAIT_S,
             )
             await asyncio.sleep(0.3)  # past its first (empty) read: now it waits
             event_ids = await write_events(db, topic, ["k"], per_key=1)
@@ -331,12 +320,13 @@ async def test_two_relays_publish_each_event_once_and_a_standby_takes_over(
                     == [RelayRole.LEADER, RelayRole.STANDBY]
                 ),
                 "one relay leads, the other stands by",
+                timeout_s=WAIT_S,
             )
             leader = next(n for n, r in relays.items() if r.status.role == RelayRole.LEADER)
             standby = next(n for n in relays if n != leader)
             first = await write_events(db, topic, ["a", "b"], per_key=25)
             await collector.wait_for(lambda events: len(events) >= 50, WAIT_S)
-            await eventually(lambda: _empty(db), "the outbox is published")
+            await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             assert relays[standby].status.published == 0
 
             # The leader's database connection dies: PostgreSQL frees the lock.
@@ -344,13 +334,15 @@ async def test_two_relays_publish_each_event_once_and_a_standby_takes_over(
             await eventually(
                 lambda: relays[standby].status.role == RelayRole.LEADER,
                 "the standby takes over",
+                timeout_s=WAIT_S,
             )
             second = await write_events(db, topic, ["a", "b"], per_key=25)
             await collector.wait_for(lambda events: len(events) >= 100, WAIT_S)
-            await eventually(lambda: _empty(db), "the outbox is published")
+            await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             await eventually(
                 lambda: relays[leader].status.role == RelayRole.STANDBY,
                 "the old leader is back as standby",
+                timeout_s=WAIT_S,
             )
             await asyncio.sleep(1.0)  # room for a duplicate, were there one
             counts: dict[str, int] = {}
@@ -403,9 +395,11 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
     await relay.start()
     try:
         event_ids = await write_events(db, topic, ["a", "b"], per_key=5)
-        await eventually(lambda: relay.status.failures >= 2, "the relay retried")
+        await eventually(lambda: relay.status.failures >= 2, "the relay retried", timeout_s=WAIT_S)
         await eventually(
-            lambda: "Outbox backlog: 10 events wait" in caplog.text, "the backlog is logged"
+            lambda: "Outbox backlog: 10 events wait" in caplog.text,
+            "the backlog is logged",
+            timeout_s=WAIT_S,
         )
         readiness = await relay.readiness()
         assert readiness.ok is True  # a broker outage does not make the service unready
@@ -418,10 +412,12 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
         with LocalBroker(port=port) as broker:  # the broker comes up: no relay restart
             # (A subscribing consumer would make Tansu create the topic with its own default
             # partition count: let the relay create it first.)
-            await eventually(lambda: relay.status.broker == "connected", "the relay connects")
+            await eventually(
+                lambda: relay.status.broker == "connected", "the relay connects", timeout_s=WAIT_S
+            )
             async with EventCollector(broker.bootstrap_servers, [topic]) as collector:
                 got = await collector.wait_for(lambda events: len(events) >= 10, WAIT_S)
-            await eventually(lambda: _empty(db), "the outbox is published")
+            await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             assert sorted(set(ids_of(got))) == sorted(event_ids)
             assert relay.status.broker == "connected"
             # The relay created its topic with KAFKA_TOPIC_PARTITIONS partitions.
@@ -433,9 +429,13 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
                 await admin.close()
             assert len(described[0]["partitions"]) == settings.kafka_topic_partitions == 3
             # Published rows are deleted after the retention period (0 s here).
-            await eventually(lambda: _outbox_rows_gone(db), "sent rows are cleaned up")
             await eventually(
-                lambda: "Outbox backlog is back to normal" in caplog.text, "the all-clear is logged"
+                lambda: _outbox_rows_gone(db), "sent rows are cleaned up", timeout_s=WAIT_S
+            )
+            await eventually(
+                lambda: "Outbox backlog is back to normal" in caplog.text,
+                "the all-clear is logged",
+                timeout_s=WAIT_S,
             )
             await relay.stop()
     finally:

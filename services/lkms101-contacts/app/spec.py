@@ -18,8 +18,8 @@ from pathlib import Path
 from app.config import Settings
 from app.grpc import contacts_pb2_grpc
 from app.grpc.contacts_service import ContactsServicer
-from app.kafka.events import CONTACT_TOPICS
 from app.routers import contacts
+from lkern_common.contracts.contacts import CONTACT_TOPICS
 from lkern_common.registry import load_service_entry
 from lkern_common.service import GrpcServicer, ServiceContext, ServiceSpec
 

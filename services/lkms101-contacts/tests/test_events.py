@@ -3,8 +3,8 @@
 FILE: test_events.py
 PATH: /services/lkms101-contacts/tests/test_events.py
 DESCRIPTION: Contact events through the outbox against a real PostgreSQL and a real Tansu broker
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Every test tags its contacts with a unique email domain and reads the topics from the earliest
@@ -14,14 +14,14 @@ The app's relay never polls within a run (conftest): only LISTEN/NOTIFY wakes it
 
 # === IMPORTS ===
 import asyncio
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -29,16 +29,18 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.database import Database
-from app.kafka.events import CONTACT_TOPICS
 from app.main import create_app
 from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services.contacts_service import ContactsService
+from lkern_common.contracts import EVENTS_BY_TYPE
+from lkern_common.contracts.contacts import CONTACT_TOPICS
+from lkern_common.contracts.json_schemas import committed_schema
 from lkern_common.event_signing import SIGNATURE_HEADER, EventVerifier
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox import OutboxEvent, OutboxRelay, RelayRole
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.testing import TEST_SUBJECT, CollectedEvent, EventCollector
+from lkern_devstack.testing import TEST_SUBJECT, CollectedEvent, EventCollector, eventually
 from tests.conftest import SERVICE, TOKENS
 
 # === CONSTANTS ===
@@ -118,6 +120,9 @@ def expected_value(
     }
     if changed_fields is not None:
         value["changed_fields"] = changed_fields
+    # What was published fits the shared contract's committed schema (lkern_common.contracts).
+    schema = committed_schema(EVENTS_BY_TYPE[event_type])
+    jsonschema_rs.validator_for(schema, validate_formats=True).validate(event.value)
     return value
 
 
@@ -148,20 +153,6 @@ async def outbox_rows(db: Database, tag: str) -> list[OutboxEvent]:
     async with db.transaction() as session:
         rows = await session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))
         return [row for row in rows if row.payload["contact"]["email"].endswith("@" + tag)]
-
-
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Wait until ``condition()`` holds (up to ``WAIT_S``); fail with ``what`` otherwise."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 # === ONE EVENT PER CHANGE ===
@@ -289,7 +280,9 @@ async def test_notify_wakes_the_relay_long_before_its_poll_interval(
     relay: OutboxRelay = app.state.outbox_relay
     # The relay polls once an hour here: an event within 5 s can only come from NOTIFY.
     assert settings.outbox_poll_interval_seconds >= 3600
-    await eventually(lambda: _relay_idle(relay), "the relay has published everything")
+    await eventually(
+        lambda: _relay_idle(relay), "the relay has published everything", timeout_s=WAIT_S
+    )
     notifications = relay.status.notifications
 
     response = await client.post(API, json={"name": "Fast", "email": f"fast@{tag}"})
@@ -312,7 +305,9 @@ async def test_broker_outage_loses_nothing_and_keeps_per_contact_order(
     tag: str,
 ) -> None:
     relay: OutboxRelay = app.state.outbox_relay
-    await eventually(lambda: _relay_idle(relay), "the relay has published everything")
+    await eventually(
+        lambda: _relay_idle(relay), "the relay has published everything", timeout_s=WAIT_S
+    )
     failures = relay.status.failures
     contacts = 50
     expected: dict[str, list[tuple[str, int]]] = {}  # key -> [(event_type, version)]
@@ -337,7 +332,9 @@ async def test_broker_outage_loses_nothing_and_keeps_per_contact_order(
             expected[key].append(("ContactDeleted", 4))
 
         # The relay tries, fails (request timeout) and keeps the events; the service stays ready.
-        await eventually(lambda: relay.status.failures > failures, "a publish round failed")
+        await eventually(
+            lambda: relay.status.failures > failures, "a publish round failed", timeout_s=WAIT_S
+        )
         ready = await client.get("/ready")
         assert ready.status_code == 200
         outbox = ready.json()["checks"]["outbox"]
@@ -376,7 +373,7 @@ async def test_broker_outage_loses_nothing_and_keeps_per_contact_order(
             versions = [event.value["contact"]["version"] for event in in_log_order]
             assert versions == sorted(versions), f"contact {key} on {topic}: {versions}"
             assert len({event.partition for event in in_log_order}) <= 1
-    await eventually(lambda: _relay_idle(relay), "the outbox is empty again")
+    await eventually(lambda: _relay_idle(relay), "the outbox is empty again", timeout_s=WAIT_S)
     ready = (await client.get("/ready")).json()["checks"]["outbox"]
     assert ready["pending"] == 0
     assert ready["broker"] == "connected"
@@ -403,6 +400,7 @@ async def test_two_replicas_publish_each_event_exactly_once(
                     == [RelayRole.LEADER, RelayRole.STANDBY]
                 ),
                 "one relay leads and the other stands by",
+                timeout_s=WAIT_S,
             )
             published_before = [relay.status.published for relay in relays]
 
@@ -420,7 +418,9 @@ async def test_two_replicas_publish_each_event_exactly_once(
             await asyncio.gather(changes(client, "a"), changes(second, "b"))
             await collector.wait_for(lambda events: len(mine(events, tag)) >= 80, WAIT_S)
             # Give a second publisher (if there were one) time to publish its duplicates.
-            await eventually(lambda: _outbox_empty(relays[0]), "the outbox is empty")
+            await eventually(
+                lambda: _outbox_empty(relays[0]), "the outbox is empty", timeout_s=WAIT_S
+            )
             await asyncio.sleep(1.0)
 
             counts: dict[str, int] = {}

@@ -21,8 +21,8 @@ from app.config import Settings
 from app.grpc import orders_pb2_grpc
 from app.grpc.orders_service import OrdersServicer
 from app.kafka.consumer import create_contact_events_consumer
-from app.kafka.events import ORDER_TOPICS
 from app.routers import orders
+from lkern_common.contracts.orders import ORDER_TOPICS
 from lkern_common.grpc_clients.contacts import AsyncContactsClient
 from lkern_common.kafka.consumer import IdempotentConsumer
 from lkern_common.registry import load_service_entry

@@ -3,8 +3,8 @@
 FILE: test_api.py
 PATH: /services/lkms102-orders/tests/test_api.py
 DESCRIPTION: REST API tests against a real PostgreSQL and a real contacts service process
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
@@ -25,7 +26,9 @@ from sqlalchemy import select
 from app.database import Database
 from app.models.contact import ContactReadModel
 from app.models.order import Order
-from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
+from app.services.contacts_read_model import ContactState, apply_contact_snapshot
+from lkern_common.contracts import EVENTS_BY_TYPE
+from lkern_common.contracts.json_schemas import committed_schema
 from lkern_common.outbox.model import OutboxEvent
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_pki import DevPki
@@ -333,7 +336,7 @@ async def test_newer_read_model_data_is_not_overwritten_by_get_contact(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="From a newer event",
                 email="newer@example.com",
@@ -362,7 +365,7 @@ async def test_read_model_ahead_of_contacts_is_repaired_from_its_answer(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Bogus",
                 email="bogus@example.com",
@@ -388,7 +391,7 @@ async def test_read_model_ahead_of_contacts_is_repaired_from_its_answer(
     async with db.transaction() as session:
         applied = await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Renamed",
                 email=contact["email"],
@@ -409,7 +412,7 @@ async def test_stale_inactive_read_model_is_corrected_by_contacts(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name=contact["name"],
                 email=contact["email"],
@@ -431,7 +434,7 @@ async def test_response_shows_the_current_name_and_keeps_the_snapshot(
     async with db.transaction() as session:
         await apply_contact_snapshot(
             session,
-            ContactSnapshot(
+            ContactState(
                 id=contact["id"],
                 name="Peter Veľký",
                 email="peter@new.example",
@@ -703,6 +706,13 @@ async def test_each_change_writes_its_event_to_the_outbox(
     assert status_changed["order"]["version"] == 3
     assert status_changed["order"]["total"] == "39.98"
     assert {"event_id", "event_version", "occurred_at"} <= set(status_changed)
+    # Each value is its shared contract's: it fits the committed schema and parses.
+    for row in rows:
+        contract = EVENTS_BY_TYPE[row.payload["event_type"]]
+        jsonschema_rs.validator_for(committed_schema(contract), validate_formats=True).validate(
+            row.payload
+        )
+        assert contract.parse(row.payload).order_id == int(row.key)
 
 
 async def test_the_relay_publishes_order_events_keyed_by_order_id(

@@ -5,8 +5,8 @@ PATH: /services/lkms102-orders/tests/test_consumer.py
 DESCRIPTION: Contact events into the read model, against a real broker and PostgreSQL: versions,
              deletes, duplicates, poison, unsigned and forged messages to the dead-letter topic;
              and the whole path from the contacts service process to an order response
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:15:00
 ================================================================
 
 The standalone consumer below works on a database of its own, so that the app's consumer (which
@@ -14,10 +14,8 @@ reads the same topics into the main test database) cannot claim its events in a 
 """
 
 # === IMPORTS ===
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,13 +27,9 @@ from sqlalchemy import func, select
 
 from app.config import Settings
 from app.database import Database
-from app.kafka.consumer import (
-    CONTACT_CREATED_TOPIC,
-    CONTACT_DELETED_TOPIC,
-    CONTACT_UPDATED_TOPIC,
-    create_contact_events_consumer,
-)
+from app.kafka.consumer import create_contact_events_consumer
 from app.models.contact import ContactReadModel
+from lkern_common.contracts.contacts import ContactCreated, ContactDeleted, ContactUpdated
 from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
 from lkern_common.events import build_event
 from lkern_common.kafka.consumer import IdempotentConsumer
@@ -43,7 +37,7 @@ from lkern_common.kafka.inbox import InboxEvent
 from lkern_common.kafka.topics import ensure_topics
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TestDatabase, eventually
 from tests.conftest import (
     CONTACTS,
     ORDERS_API,
@@ -55,7 +49,9 @@ from tests.conftest import (
 )
 
 # === CONSTANTS ===
-WAIT_SECONDS = 30.0
+CONTACT_CREATED_TOPIC = ContactCreated.TOPIC
+CONTACT_UPDATED_TOPIC = ContactUpdated.TOPIC
+CONTACT_DELETED_TOPIC = ContactDeleted.TOPIC
 EVENT_TYPES = {
     CONTACT_CREATED_TOPIC: "ContactCreated",
     CONTACT_UPDATED_TOPIC: "ContactUpdated",
@@ -65,14 +61,6 @@ LINE = {"description": "Widget", "quantity": "1", "unit_price": "10"}
 
 
 # === HELPERS ===
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``check()`` is true (bounded: fails after WAIT_SECONDS)."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {WAIT_SECONDS:.0f} s: {what}")
 
 
 def contact_event(
@@ -102,6 +90,7 @@ def contact_event(
             "contact_email": snapshot["email"],
             "timestamp": now.isoformat(),
             "contact": snapshot,
+            **({"changed_fields": ["name"]} if topic == CONTACT_UPDATED_TOPIC else {}),
         },
     )
     return event.event_id, event.payload
@@ -339,7 +328,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_event_ap
     assert headers["x-dlq-reason"] == "invalid-json"
     assert headers["x-dlq-original-topic"] == CONTACT_UPDATED_TOPIC
     _, headers = letters[f"{key}-{tag}-fields"]
-    assert "invalid contact snapshot" in headers["x-dlq-error"]
+    assert "invalid ContactUpdated event: contact: Field required" in headers["x-dlq-error"]
     # Unusable at once: no retries (the handler refuses it with InvalidEventError).
     assert headers["x-dlq-reason"] == "invalid-envelope"
     assert headers["x-dlq-attempts"] == "1"

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from app.database import Database
 from app.schemas.order import OrderCreate, OrderLineIn
 from app.services import contacts_read_model
-from app.services.contacts_read_model import ContactSnapshot, apply_contact_snapshot
+from app.services.contacts_read_model import ContactState, apply_contact_snapshot
 from app.services.money import (
     MAX_AMOUNT,
     AmountTooLargeError,
@@ -155,7 +155,7 @@ def test_order_numbers_have_year_and_at_least_six_digits() -> None:
 
 
 # === READ MODEL (database) ===
-def snapshot(version: int, **fields: object) -> ContactSnapshot:
+def snapshot(version: int, **fields: object) -> ContactState:
     values: dict[str, object] = {
         "id": 41,
         "name": f"Name v{version}",
@@ -164,7 +164,7 @@ def snapshot(version: int, **fields: object) -> ContactSnapshot:
         "version": version,
     }
     values.update(fields)
-    return ContactSnapshot(**values)  # type: ignore[arg-type]
+    return ContactState(**values)  # type: ignore[arg-type]
 
 
 async def read(db: Database, contact_id: int = 41) -> tuple[str, bool, bool, int] | None:
@@ -175,7 +175,7 @@ async def read(db: Database, contact_id: int = 41) -> tuple[str, bool, bool, int
         return row.name, row.is_active, row.deleted, row.version
 
 
-async def apply(db: Database, contact: ContactSnapshot) -> bool:
+async def apply(db: Database, contact: ContactState) -> bool:
     async with db.transaction() as session:
         return await apply_contact_snapshot(session, contact)
 

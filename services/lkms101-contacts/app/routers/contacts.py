@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -73,7 +73,7 @@ ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
     dependencies=[requires(CONTACTS_READ)],
 )
 async def get_contacts(
-    service: ReaderDep,
+    reader: ReaderDep,
     response: Response,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
@@ -86,7 +86,7 @@ async def get_contacts(
     Get list of contacts ordered by id, with optional filtering and pagination.
     The number of all matching contacts is in the `X-Total-Count` header.
     """
-    contacts, total = await service.list_contacts(skip=skip, limit=limit, is_active=is_active, q=q)
+    contacts, total = await reader.list_contacts(skip=skip, limit=limit, is_active=is_active, q=q)
     response.headers["X-Total-Count"] = str(total)
     return contacts
 
@@ -100,12 +100,12 @@ async def get_contacts(
 )
 async def get_contact(
     contact_id: ContactId,
-    service: ReaderDep,
+    reader: ReaderDep,
     response: Response,
     if_none_match: IfNoneMatchHeader = None,
 ) -> ContactRow | Response:
     """Get contact by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
-    contact = await service.get_contact(contact_id)
+    contact = await reader.get_contact(contact_id)
     if (unchanged := not_modified(if_none_match, contact.version)) is not None:
         return unchanged
     set_etag(response, contact.version)

@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 03:10:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -29,9 +29,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kafka.events import ContactEventType, contact_snapshot, record_contact_event
 from app.models.contact import Contact
+from app.outbox_events import write_contact_event
 from app.schemas.contact import ContactCreate, ContactUpdate
+from lkern_common.contracts.contacts import (
+    ContactCreated,
+    ContactDeleted,
+    ContactSnapshot,
+    ContactUpdated,
+)
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import BadRequestError, NotFoundError
 from lkern_common.request_context import get_subject
@@ -163,9 +169,7 @@ class ContactsService:
             contact: NewContact = result.one()
         except IntegrityError as error:
             self._raise_duplicate_email(error, data.email)
-        await record_contact_event(
-            self.session, ContactEventType.CREATED, contact_snapshot(contact), contact.created_at
-        )
+        await write_contact_event(self.session, ContactCreated.from_contact(contact))
         logger.info("Created contact: %s", contact.id)
         return contact
 
@@ -187,14 +191,8 @@ class ContactsService:
         if changed:  # a request that changes nothing writes nothing and publishes nothing
             contact.updated_by = get_subject()
             await self._flush(contact.email)
-            assert contact.updated_at is not None  # set by the UPDATE, read back by RETURNING
-            await record_contact_event(
-                self.session,
-                ContactEventType.UPDATED,
-                contact_snapshot(contact),
-                contact.updated_at,
-                changed_fields=changed,
-            )
+            # updated_at: set by the UPDATE, read back by RETURNING (the event's time)
+            await write_contact_event(self.session, ContactUpdated.from_contact(contact, changed))
             logger.info("Updated contact %s: %s", contact_id, ", ".join(changed))
         return contact, changed
 
@@ -205,14 +203,14 @@ class ContactsService:
         """
         contact = await self._lock_contact(contact_id, if_match)
         # The event carries the last state with the version a change would have given it, so
-        # that consumers comparing versions apply the delete after every earlier event.
-        snapshot = contact_snapshot(contact)
-        snapshot["version"] = contact.version + 1
+        # that consumers comparing versions apply the delete after every earlier event
+        # (ContactDeleted.from_contact). Its last state is taken before the row is gone.
+        last_state = ContactSnapshot.from_contact(contact)
         await self.session.delete(contact)
         await self.session.flush()
         deleted_at = await self.session.scalar(select(func.now()))
         assert deleted_at is not None
-        await record_contact_event(self.session, ContactEventType.DELETED, snapshot, deleted_at)
+        await write_contact_event(self.session, ContactDeleted.from_contact(last_state, deleted_at))
         logger.info("Deleted contact: %s", contact_id)
         return contact
 

@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -107,7 +107,7 @@ def order_response(view: OrderView) -> OrderResponse:
     dependencies=[requires(ORDERS_READ)],
 )
 async def get_orders(
-    service: ReaderDep,
+    reader: ReaderDep,
     response: Response,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
@@ -120,7 +120,7 @@ async def get_orders(
     Get list of orders ordered by id, with optional filtering and pagination.
     The number of all matching orders is in the `X-Total-Count` header.
     """
-    views, total = await service.list_orders(
+    views, total = await reader.list_orders(
         skip=skip, limit=limit, contact_id=contact_id, status=status
     )
     response.headers["X-Total-Count"] = str(total)
@@ -136,12 +136,12 @@ async def get_orders(
 )
 async def get_order(
     order_id: OrderId,
-    service: ReaderDep,
+    reader: ReaderDep,
     response: Response,
     if_none_match: IfNoneMatchHeader = None,
 ) -> OrderResponse | Response:
     """Get order by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
-    view = await service.get_order_view(order_id)
+    view = await reader.get_order_view(order_id)
     if (unchanged := not_modified(if_none_match, view.order.version)) is not None:
         return unchanged
     set_etag(response, view.order.version)

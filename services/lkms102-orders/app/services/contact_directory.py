@@ -3,8 +3,8 @@
 FILE: contact_directory.py
 PATH: /services/lkms102-orders/app/services/contact_directory.py
 DESCRIPTION: The contacts service (lkms101) as orders sees it: validate and fetch over gRPC
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 05:45:00
 ================================================================
 
 Wraps the shared ``AsyncContactsClient`` (deadline and retries on UNAVAILABLE from its
@@ -18,7 +18,7 @@ settings) and turns its outcomes into the orders service's errors:
 import logging
 from typing import Protocol
 
-from app.services.contacts_read_model import ContactSnapshot
+from app.services.contacts_read_model import ContactState
 from lkern_common.errors import BadRequestError, ServiceUnavailableError
 from lkern_common.grpc_clients.contacts import ContactsClientError, ContactValidation
 from lkern_common.grpc_contracts.contacts import contacts_pb2
@@ -69,8 +69,8 @@ class ContactDirectory:
             reason = validation.error_message or f"Contact {contact_id} is not valid"
             raise ContactRejectedError(reason)
 
-    async def fetch(self, contact_id: int) -> ContactSnapshot | None:
-        """GetContact as a snapshot; None when contacts does not know the id (503 on failure)."""
+    async def fetch(self, contact_id: int) -> ContactState | None:
+        """GetContact as the read model's state; None when contacts does not know the id (503)."""
         try:
             contact = await self.client.get_contact(contact_id)
         except ContactsClientError as error:
@@ -78,10 +78,4 @@ class ContactDirectory:
             raise ContactsUnavailableError(contact_id) from error
         if contact is None:
             return None
-        return ContactSnapshot(
-            id=contact.id,
-            name=contact.name,
-            email=contact.email,
-            is_active=contact.is_active,
-            version=contact.version,
-        )
+        return ContactState.from_grpc(contact)

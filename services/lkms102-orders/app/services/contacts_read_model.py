@@ -3,8 +3,8 @@
 FILE: contacts_read_model.py
 PATH: /services/lkms102-orders/app/services/contacts_read_model.py
 DESCRIPTION: The local read model of contacts: apply a snapshot only when it is newer, read it
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 05:45:00
 ================================================================
 
 Contact events arrive on three topics (created, updated, deleted) that keep no order between
@@ -15,12 +15,16 @@ highest ``version`` seen, in one atomic upsert:
 - an older or equal snapshot changes nothing (duplicate, or overtaken by a newer one);
 - a deletion is final: it marks the row deleted whatever its version (keeping the newest name
   and email known), and nothing applies to a deleted contact afterwards (ids are never reused).
+
+``ContactState`` is the one shape of a contact on the orders side: made from a contact event's
+snapshot (the shared contract, lkern_common.contracts.contacts) or from contacts' GetContact
+answer, written by both upserts with the same parameters.
 """
 
 # === IMPORTS ===
 import logging
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Self, cast
 
 from sqlalchemy import Table, and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -28,15 +32,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
 from app.models.contact import ContactReadModel
+from lkern_common.contracts.contacts import ContactSnapshot
+from lkern_common.grpc_contracts.contacts import contacts_pb2
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
 
 
-# === SNAPSHOT ===
+# === STATE ===
 @dataclass(frozen=True)
-class ContactSnapshot:
-    """A contact's state at one version, as an event or GetContact tells it."""
+class ContactState:
+    """A contact's state at one version, as the read model stores it (the columns it keeps)."""
 
     id: int
     name: str
@@ -44,6 +50,33 @@ class ContactSnapshot:
     is_active: bool
     version: int
     deleted: bool = False
+
+    @classmethod
+    def from_snapshot(cls, snapshot: ContactSnapshot, *, deleted: bool = False) -> Self:
+        """The state a contact event's snapshot tells (``deleted`` for ContactDeleted)."""
+        return cls(
+            id=snapshot.id,
+            name=snapshot.name,
+            email=snapshot.email,
+            is_active=snapshot.is_active,
+            version=snapshot.version,
+            deleted=deleted,
+        )
+
+    @classmethod
+    def from_grpc(cls, contact: contacts_pb2.Contact) -> Self:
+        """The state contacts' GetContact answered (a contact it knows is not deleted)."""
+        return cls(
+            id=contact.id,
+            name=contact.name,
+            email=contact.email,
+            is_active=contact.is_active,
+            version=contact.version,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """The upserts' parameters (one per stored column)."""
+        return asdict(self)
 
 
 # === APPLY ===
@@ -72,20 +105,12 @@ def _upsert_statement() -> ReturningInsert[tuple[int]]:
 UPSERT_SNAPSHOT = _upsert_statement()
 
 
-async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactSnapshot) -> bool:
+async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactState) -> bool:
     """
     Upsert ``snapshot`` into the read model under the rules above (one statement, safe against
     concurrent writers). Returns True when the row changed, False when the snapshot was stale.
     """
-    parameters = {
-        "id": snapshot.id,
-        "name": snapshot.name,
-        "email": snapshot.email,
-        "is_active": snapshot.is_active,
-        "deleted": snapshot.deleted,
-        "version": snapshot.version,
-    }
-    applied = (await session.execute(UPSERT_SNAPSHOT, parameters)).first() is not None
+    applied = (await session.execute(UPSERT_SNAPSHOT, snapshot.parameters())).first() is not None
     if applied:
         logger.debug(
             "Read model: contact %s at version %s%s",
@@ -115,24 +140,14 @@ REPAIR_SNAPSHOT = _repair_statement()
 
 
 async def repair_contact(
-    session: AsyncSession, snapshot: ContactSnapshot, stored_version: int
+    session: AsyncSession, snapshot: ContactState, stored_version: int
 ) -> None:
     """
     Replace the row with ``snapshot``, contacts' own answer (GetContact), whatever the row
     holds. For a row that claims a version contacts has not reached (a buggy or replayed
     producer): left alone it would skip every real event as "older", for ever.
     """
-    await session.execute(
-        REPAIR_SNAPSHOT,
-        {
-            "id": snapshot.id,
-            "name": snapshot.name,
-            "email": snapshot.email,
-            "is_active": snapshot.is_active,
-            "deleted": False,
-            "version": snapshot.version,
-        },
-    )
+    await session.execute(REPAIR_SNAPSHOT, replace(snapshot, deleted=False).parameters())
     logger.warning(
         "Read model: contact %s repaired from contacts' answer (version %s; the read model "
         "claimed version %s)",

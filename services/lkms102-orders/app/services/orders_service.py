@@ -3,8 +3,8 @@
 FILE: orders_service.py
 PATH: /services/lkms102-orders/app/services/orders_service.py
 DESCRIPTION: Orders logic: reads (OrdersReader); create, edit, status, delete (OrdersService)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:15:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:15:00
 ================================================================
 """
 
@@ -32,14 +32,20 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.kafka.events import OrderEventType, record_order_event
 from app.models.contact import ContactReadModel
 from app.models.order import ORDER_NUMBER_SEQUENCE, Order, OrderLine
+from app.outbox_events import write_order_event
 from app.schemas.order import OrderCreate, OrderLineIn, OrderUpdate
 from app.services import contacts_read_model
 from app.services.contact_directory import ContactDirectory, ContactRejectedError
 from app.services.money import order_total
 from app.services.order_status import OrderNotEditableError, OrderStatus, check_transition
+from lkern_common.contracts.orders import (
+    OrderCreated,
+    OrderDeleted,
+    OrderStatusChanged,
+    OrderUpdated,
+)
 from lkern_common.database import Database, Query, Record
 from lkern_common.errors import NotFoundError
 from lkern_common.request_context import get_subject
@@ -311,7 +317,7 @@ class OrdersService:
             line["order_id"] = order.id
         order_lines = (await connection.execute(INSERT_LINES, lines)).all()
         view = OrderView(order, order_lines, contact_name=contact.name, contact_email=contact.email)
-        await record_order_event(self.session, OrderEventType.CREATED, view)
+        await write_order_event(self.session, OrderCreated, view)
         logger.info("Created order %s (%s) for contact %s", order.id, order.number, contact.id)
         return view
 
@@ -341,7 +347,7 @@ class OrdersService:
             order.updated_by = get_subject()
             await self.session.flush()
             view = await self._view(order)
-            await record_order_event(self.session, OrderEventType.UPDATED, view)
+            await write_order_event(self.session, OrderUpdated, view)
             logger.info("Updated order %s: %s", order.id, ", ".join(changed))
             return view
         return await self._view(order)
@@ -395,9 +401,7 @@ class OrdersService:
         order.status_changed_at = func.now()
         await self.session.flush()
         view = await self._view(order)
-        await record_order_event(
-            self.session, OrderEventType.STATUS_CHANGED, view, previous_status=previous
-        )
+        await write_order_event(self.session, OrderStatusChanged, view, previous_status=previous)
         logger.info("Order %s: %s -> %s", order.number, previous.value, target.value)
         return view
 
@@ -411,7 +415,7 @@ class OrdersService:
         if order.status != OrderStatus.DRAFT:
             raise OrderNotEditableError(order.number, OrderStatus(order.status), "deleted")
         view = await self._view(order)
-        await record_order_event(self.session, OrderEventType.DELETED, view)
+        await write_order_event(self.session, OrderDeleted, view)
         await self.session.delete(order)
         await self.session.flush()
         logger.info("Deleted order %s (%s)", order_id, order.number)

