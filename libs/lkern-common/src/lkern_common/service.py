@@ -30,7 +30,8 @@ each closed in reverse (also when a later one fails to start):
    clients of other services, and the place for metrics exporters, tracing providers…;
 4. the outbox relay of the spec's topics (``app.state.outbox_relay``, readiness ``outbox``);
 5. the gRPC server with every servicer (``app.state.grpc_server``);
-6. the event consumers (``app.state.<name>_consumer``, readiness ``<name>``) when enabled.
+6. the event consumers (``app.state.<name>_consumer``, readiness ``<name>``) when enabled, each
+   after its ``before_start`` hook.
 
 ``app_hooks`` run while the app is built (middleware, extra routers: a metrics endpoint, a
 log-level API) after the shared pieces (lkern_common.web.app_factory). Every route must require
@@ -39,7 +40,7 @@ only scopes the service declared (``[tool.lkern] scopes``): building the app che
 
 # === IMPORTS ===
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -98,6 +99,9 @@ class EventConsumer(Generic[SettingsT]):
     name: str  # readiness check name; app.state.<name>_consumer
     create: Callable[[ServiceContext[SettingsT]], "IdempotentConsumer"]
     enabled: Callable[[SettingsT], bool] = field(default=lambda settings: True)
+    # Runs just before the consumer starts (it has committed nothing yet): e.g. a check of the
+    # broker's committed offsets that starts a rebuild of a read model.
+    before_start: Callable[[ServiceContext[SettingsT]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,8 @@ def _lifespan(
             for consumer_spec in spec.consumers:
                 if not consumer_spec.enabled(settings):
                     continue
+                if consumer_spec.before_start is not None:
+                    await consumer_spec.before_start(context)
                 consumer = consumer_spec.create(context)
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
