@@ -3,8 +3,8 @@
 FILE: test_consumer.py
 PATH: /libs/lkern-common/tests/test_consumer.py
 DESCRIPTION: Idempotent consumer and inbox against a real Tansu broker and a real PostgreSQL
-VERSION: v1.0.0
-UPDATED: 2026-11-26 14:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 The library has no Alembic setup of its own, so this module creates the inbox table and a small
@@ -46,6 +46,7 @@ from lkern_common.kafka.consumer import (
     is_database_unavailable,
     parse_envelope,
 )
+from lkern_common.kafka.dead_letter import message_size
 from lkern_common.kafka.inbox import (
     INBOX_TABLE,
     InboxEvent,
@@ -62,6 +63,7 @@ from lkern_devstack.testing import TEST_CLIENT, TestDatabase, eventually, shared
 LIB_DIR = Path(__file__).resolve().parents[1]
 APPLIED_TABLE = "consumer_test_applied"
 WAIT_S = 30.0
+ONE_MIB = 1024 * 1024
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -968,3 +970,79 @@ async def test_refused_event_inside_a_batch_is_dead_lettered_after_one_attempt(
     assert dead.value == values[1]
     assert headers_of(dead)["x-dlq-attempts"] == "1"
     await eventually(lambda: _equals(harness.committed(), len(values)), "all committed")
+
+
+# === DEAD LETTERS THAT DO NOT FIT, STALLS ===
+async def test_poison_message_just_under_one_mib_is_dead_lettered_cut_and_the_next_applied(
+    harness: Harness,
+) -> None:
+    # A value the producer (1 MiB request limit) still takes; its dead-letter copy, with the
+    # x-dlq-* headers added, would not fit: before, its publish failed for ever.
+    base = orjson.loads(make_event("ContactBroken"))
+    headers = [("x-request-id", b"req-big")]
+    probe = orjson.dumps({**base, "pad": ""})
+    overhead = message_size(b"7", probe, [*headers, *signed(probe)])
+    oversized = orjson.dumps({**base, "pad": "p" * (ONE_MIB - 64 - overhead)})
+    assert ONE_MIB - 128 < message_size(b"7", oversized, [*headers, *signed(oversized)]) < ONE_MIB
+    good = make_event()
+    await harness.produce(oversized, key=b"7", headers=headers)
+    await harness.produce(good)
+    consumer = harness.consumer()
+    await consumer.start()
+
+    async def both_handled() -> bool:
+        return consumer.status.dead_lettered == 1 and consumer.status.processed == 1
+
+    await eventually(both_handled, "the oversized message is dead-lettered, the next applied")
+    (dead,) = await harness.dead_letters(expected=1)
+    dlq = headers_of(dead)
+    assert dlq["x-dlq-form"] == "cut"
+    assert dlq["x-dlq-reason"] == "no-handler"
+    assert (dlq["x-dlq-original-topic"], dlq["x-dlq-original-offset"]) == (
+        harness.topic,
+        "0",
+    )
+    assert dlq["x-dlq-original-value-bytes"] == str(len(oversized))
+    assert dlq["x-request-id"] == "req-big" and dead.key == b"7"
+    assert oversized.startswith(dead.value) and len(dead.value) < len(oversized)
+    assert consumer.status.dead_letters_cut == 1
+    assert [row.event_id for row in await harness.applied()] == [event_id_of(good)]
+    await eventually(lambda: _equals(harness.committed(), 2), "both offsets are committed")
+    assert (await consumer.readiness_check()()).ok
+
+
+async def test_a_consumer_that_cannot_progress_with_lag_fails_its_readiness_check(
+    harness: Harness,
+) -> None:
+    await harness.produce(b"{not json")
+    await harness.produce(make_event())
+    # The dead-letter producer talks to a port where no broker listens: the consumer waits.
+    stuck = harness.consumer(
+        settings=harness.settings.model_copy(update={"kafka_consumer_stall_seconds": 1.0}),
+        producer_options={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+    )
+    await stuck.start()
+    check = stuck.readiness_check()
+
+    async def stalled() -> bool:
+        return not (await check()).ok
+
+    await eventually(stalled, "the readiness check reports the stall")
+    details = (await check()).details
+    assert details["lag"] == 2
+    assert details["seconds_without_progress"] >= 1.0
+    assert "waiting for the dead-letter topic" in details["stalled"]
+    assert details["state"] == "running"
+    await stuck.stop()
+
+    healthy = harness.consumer(
+        settings=harness.settings.model_copy(update={"kafka_consumer_stall_seconds": 1.0})
+    )
+    await healthy.start()
+
+    async def caught_up() -> bool:
+        return healthy.status.processed == 1 and healthy.status.lag == 0
+
+    await eventually(caught_up, "the next member handles both and has no lag")
+    await asyncio.sleep(1.5)  # longer than the stall threshold: idle is not stalled
+    assert (await healthy.readiness_check()()).ok

@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -252,6 +252,18 @@ class ServiceSettings(BaseSettings):
     kafka_consumer_retry_backoff_max_ms: int = Field(default=5000, ge=0)
     # Inbox rows older than this are deleted (0 keeps them forever).
     kafka_inbox_retention_days: int = Field(default=30, ge=0)
+    kafka_dead_letter_max_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        description="Largest dead-letter message the consumer sends; a copy that would be "
+        "larger is sent cut (lkern_common.kafka.dead_letter)",
+    )
+    kafka_consumer_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A consumer with lag that commits nothing for this long is stalled: "
+        "/ready says so (503) with the reason",
+    )
 
     # --- Kafka producer (lkern_common.kafka.producer) ---
     kafka_request_timeout_ms: int = Field(

@@ -2,9 +2,9 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status, token for the local stack
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+DESCRIPTION: The lkern command: up, migrate, status, token, dlq, new-service for the local stack
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 """
 
@@ -26,6 +26,7 @@ from rich.text import Text
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, STACK_SCOPES, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
+from lkern_devstack.dlq import dlq_app
 from lkern_devstack.new_service import NewServiceError, create_service
 from lkern_devstack.process import REPO_ROOT, ServiceProcessError
 from lkern_devstack.stack import (
@@ -51,6 +52,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(dlq_app, name="dlq")
 
 
 # === OUTPUT ===

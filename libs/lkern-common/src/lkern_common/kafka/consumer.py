@@ -2,9 +2,9 @@
 ================================================================
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
-DESCRIPTION: Idempotent Kafka consumer: inbox in the handler's transaction, retries, DLQ
-VERSION: v1.2.0
-UPDATED: 2026-12-02 02:40:00
+DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
+VERSION: v2.0.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -35,9 +35,13 @@ transaction):
 4. A database that cannot be reached is not a handler error: the message is retried (backoff
    up to 5 s) for as long as the database is down, never dead-lettered, never skipped.
 5. The offset after the message is committed only once the message was applied, found to be a
-   duplicate, or published to the dead-letter topic. A dead-letter publish that fails is
-   retried until it succeeds or the consumer stops; an unfinished message is never committed,
-   so the next member of the group receives it again.
+   duplicate, or published to the dead-letter topic. Dead-lettering never blocks on a message's
+   size: a copy too large for the topic is sent cut, with where the original is
+   (:mod:`lkern_common.kafka.dead_letter`). A dead-letter publish that fails for another reason
+   (broker unreachable) is retried until it succeeds or the consumer stops; an unfinished
+   message is never committed, so the next member of the group receives it again.
+6. A consumer with lag that makes no progress for ``KAFKA_CONSUMER_STALL_SECONDS`` is stalled:
+   its readiness check fails with the reason (:mod:`lkern_common.kafka.progress`).
 
 Batches: the messages of one fetch, per partition, are applied together when they can be. A run
 of consecutive valid events with a handler is claimed in the inbox with one statement, their
@@ -50,20 +54,17 @@ the one-message path: the failed try counts as its first attempt, so it gets the
 backoff and dead-lettering as a message handled alone. A database that cannot be reached sends
 the run's first message down the one-message path, which waits for the database.
 
-Dead-letter message format (topic given by the service, e.g. ``lkern.orders.dlq``): key and value
-are the original message's, byte for byte, so that it can be replayed as it is; the original
-headers are kept (``x-request-id`` among them) and these headers are added (UTF-8 strings):
+Dead-letter message format (topic given by the service, e.g. ``lkern.orders.dlq``): the
+original key, value and headers plus ``x-dlq-*`` headers (reason, error, attempts, original
+topic/partition/offset/timestamp, group, time, form); see :mod:`lkern_common.kafka.dead_letter`.
+``lkern dlq list`` and ``lkern dlq replay`` read it (docs/events.md).
 
-========================= =================================================================
-``x-dlq-reason``          ``bad-signature``, ``invalid-json``, ``invalid-envelope``,
-                          ``no-handler``, ``handler-failed``
-``x-dlq-error``           the error text (exception type and message, at most 2000 chars)
-``x-dlq-attempts``        times the handler ran (0 when it was refused before the handler)
-``x-dlq-original-topic``  topic, ``…-partition``, ``…-offset``, ``…-timestamp`` (ms) of
-                          the original message
-``x-dlq-consumer-group``  the group that gave up on it
-``x-dlq-failed-at``       when, ISO 8601 UTC
-========================= =================================================================
+Modules: this one is the loop (connect, fetch, commit, rebalance, stop, readiness);
+:mod:`~lkern_common.kafka.batch` applies the fetched messages (runs in one transaction, one
+message with retries); :mod:`~lkern_common.kafka.retries` the retry policies (tenacity);
+:mod:`~lkern_common.kafka.dead_letter` the dead letters; :mod:`~lkern_common.kafka.progress`
+the status, lag and stall detection; :mod:`~lkern_common.kafka.envelope` the envelope. The
+names services import are re-exported here.
 
 Dead-lettered events are not recorded in the inbox, so republishing one (same ``event_id``)
 applies it. Nothing but :meth:`IdempotentConsumer.stop` ends the consumer: a broker that is
@@ -75,40 +76,58 @@ event id), so the handler's log lines carry it.
 # === IMPORTS ===
 import asyncio
 import contextlib
-import enum
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_never,
-    wait_exponential,
-)
+from tenacity import RetryCallState
 
 from lkern_common.database import Database
-from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
-from lkern_common.kafka.inbox import InboxEvent, purge_inbox
-from lkern_common.kafka.producer import create_producer
+from lkern_common.event_signing import EventVerifier
+from lkern_common.kafka.batch import EventApplier, RetryPolicy
+from lkern_common.kafka.dead_letter import DLQ_HEADER_PREFIX, DeadLetterPublisher
+from lkern_common.kafka.envelope import (
+    MAX_ERROR_CHARS,
+    DeadLetterReason,
+    Envelope,
+    EventHandler,
+    InvalidEventError,
+    Outcome,
+    error_text,
+    parse_envelope,
+)
+from lkern_common.kafka.inbox import purge_inbox
+from lkern_common.kafka.progress import ConsumerStatus, ProgressTracker
+from lkern_common.kafka.retries import (
+    CONNECT_RETRY_MAX_S,
+    StopRequested,
+    forever,
+    is_database_unavailable,
+)
 from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
-from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from lkern_common.retrying import StopAwareSleep
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
+
+# The names services and tests import from this module (it was one module before).
+__all__ = [
+    "DLQ_HEADER_PREFIX",
+    "MAX_ERROR_CHARS",
+    "ConsumerStatus",
+    "DeadLetterReason",
+    "Envelope",
+    "EventHandler",
+    "IdempotentConsumer",
+    "InvalidEventError",
+    "Outcome",
+    "error_text",
+    "is_database_unavailable",
+    "parse_envelope",
+]
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -117,203 +136,12 @@ logger = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 1000
 # Most messages per fetch, and so per batch (one transaction).
 MAX_POLL_RECORDS = 500
-# Backoff ceilings of the retries that never give up (database down, dead-letter publish,
-# broker connection).
-DATABASE_RETRY_MAX_S = 5.0
-DEAD_LETTER_RETRY_MAX_S = 10.0
-CONNECT_RETRY_MAX_S = 10.0
-MIN_BACKOFF_S = 0.1
-DATABASE_PING_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 5.0
 INBOX_CLEANUP_INTERVAL_S = 3600.0
-MAX_ERROR_CHARS = 2000
-DLQ_HEADER_PREFIX = "x-dlq-"
-# SQLSTATEs that mean "the database is not reachable right now" (not a handler error):
-# class 08 connection exception, 57P01..57P03 shutdown / starting up, 53300 too many connections.
-UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
-
-# === TYPES ===
-EventHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
-
-
-class DeadLetterReason(enum.StrEnum):
-    """Why a message went to the dead-letter topic (header ``x-dlq-reason``)."""
-
-    BAD_SIGNATURE = "bad-signature"
-    INVALID_JSON = "invalid-json"
-    INVALID_ENVELOPE = "invalid-envelope"
-    NO_HANDLER = "no-handler"
-    HANDLER_FAILED = "handler-failed"
-
-
-class Outcome(enum.StrEnum):
-    """What became of one message."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    DEAD_LETTERED = "dead-lettered"
-
-
-class InvalidEventError(ValueError):
-    """A message that can never be processed (bad JSON or envelope): dead-lettered at once."""
-
-    def __init__(self, reason: DeadLetterReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class _StopRequested(Exception):
-    """``stop()`` interrupted a wait; the message being handled stays uncommitted."""
-
-
-class _DatabaseUnavailable(Exception):
-    """A handler attempt failed because the database could not be reached."""
-
-
-@dataclass
-class _Attempts:
-    """How many times the handler ran for the message being processed."""
-
-    count: int = 0
-
-
-class _BatchHandlerFailed(Exception):
-    """A handler raised inside a batch; the batch was rolled back."""
-
-    def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(f"handler failed at message {index} of the batch: {error}")
-        self.index = index
-        self.error = error
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """The envelope fields the consumer needs, parsed from a message value."""
-
-    event_id: uuid.UUID
-    event_type: str
-    event: dict[str, Any]
-
-
-@dataclass
-class ConsumerStatus:
-    """Counters and state of one consumer, for logs and the readiness check's details."""
-
-    group_id: str
-    topics: list[str]
-    state: str = "stopped"  # stopped | connecting | running | stopping
-    assigned_partitions: list[str] = field(default_factory=list)
-    processed: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
-    waiting_for: str | None = None  # "database" | "dead-letter topic" | "broker" | None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    last_processed_at: datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready copy."""
-        return {
-            "state": self.state,
-            "group_id": self.group_id,
-            "topics": list(self.topics),
-            "assigned_partitions": list(self.assigned_partitions),
-            "processed": self.processed,
-            "duplicates": self.duplicates,
-            "dead_lettered": self.dead_lettered,
-            "retries": self.retries,
-            "waiting_for": self.waiting_for,
-            "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
-            "last_processed_at": _iso(self.last_processed_at),
-        }
-
-
-@dataclass
-class _Pending:
-    """A message of a batch: a valid event that has a handler."""
-
-    record: Any
-    envelope: Envelope
-    handler: EventHandler
-    request_id: str
 
 
 # === HELPERS ===
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def error_text(exc: BaseException) -> str:
-    """``Type: message`` of an exception, cut to ``MAX_ERROR_CHARS``."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text[:MAX_ERROR_CHARS]
-
-
-def parse_envelope(value: bytes | None) -> Envelope:
-    """Decode a message value and check the envelope; raises :class:`InvalidEventError`."""
-    if value is None:
-        raise InvalidEventError(DeadLetterReason.INVALID_JSON, "message has no value")
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEventError(DeadLetterReason.INVALID_JSON, f"not valid JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise InvalidEventError(
-            DeadLetterReason.INVALID_ENVELOPE,
-            f"value is a JSON {type(event).__name__}, not an object",
-        )
-    raw_id = event.get("event_id")
-    if not isinstance(raw_id, str):
-        raise InvalidEventError(DeadLetterReason.INVALID_ENVELOPE, "event_id is missing")
-    try:
-        event_id = uuid.UUID(raw_id)
-    except ValueError as exc:
-        raise InvalidEventError(
-            DeadLetterReason.INVALID_ENVELOPE, f"event_id is not a UUID: {raw_id[:100]!r}"
-        ) from exc
-    event_type = event.get("event_type")
-    if not isinstance(event_type, str) or not event_type.strip():
-        raise InvalidEventError(DeadLetterReason.INVALID_ENVELOPE, "event_type is missing")
-    return Envelope(event_id=event_id, event_type=event_type, event=event)
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """
-    True when ``exc`` (or an exception it was raised from) says the database could not be
-    reached: an invalidated connection, a pool timeout, or a connection-class SQLSTATE.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sa_exc.TimeoutError | sa_exc.DisconnectionError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
-            return True
-        orig = getattr(current, "orig", None)
-        pending.extend(
-            [
-                current.__cause__,
-                current.__context__,
-                orig if isinstance(orig, BaseException) else None,
-            ]
-        )
-    return False
-
-
 def _publishers_verifier(
     settings: ServiceSettings, topics: Sequence[str], publishers: Mapping[str, str]
 ) -> EventVerifier:
@@ -331,32 +159,8 @@ def _publishers_verifier(
     return EventVerifier({source: settings.event_trusted_jwks[source] for source in sources})
 
 
-def _retry_errors_except(*excluded: type[Exception]) -> retry_if_exception:
-    """
-    Retry on any ``Exception`` except ``excluded``. Never on ``CancelledError`` (a
-    ``BaseException``), which tenacity's ``retry_if_not_exception_type`` would retry.
-    """
-    return retry_if_exception(
-        lambda exc: isinstance(exc, Exception) and not isinstance(exc, excluded)
-    )
-
-
-def _request_id(record: Any, envelope: Envelope | None) -> str:
-    """The request id of a message: its x-request-id header, else the event id, else a new one."""
-    header_id = _header(record, REQUEST_ID_HEADER)
-    if header_id:
-        return accept_request_id(header_id)
-    if envelope is not None:
-        return str(envelope.event_id)
-    return accept_request_id(None)
-
-
-def _header(record: Any, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key.lower() == name and value is not None:
-            text: str = value.decode("utf-8", errors="replace")
-            return text
-    return None
+def _partition_names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
 # === REBALANCE LISTENER ===
@@ -368,16 +172,14 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._owner._generation += 1
+        self._owner.status.progress.reset()
         if revoked:
             logger.info("Partitions revoked: %s", _partition_names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._owner.status.assigned_partitions = _partition_names(assigned)
+        self._owner.status.progress.reset()
         logger.info("Partitions assigned: %s", self._owner.status.assigned_partitions)
-
-
-def _partition_names(partitions: set[TopicPartition]) -> list[str]:
-    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
 # === CONSUMER ===
@@ -418,28 +220,49 @@ class IdempotentConsumer:
             raise ValueError("IdempotentConsumer needs at least one handler")
         if dead_letter_topic in topics:
             raise ValueError(f"The dead-letter topic {dead_letter_topic!r} cannot be consumed")
-        self._publishers = dict(publishers)
-        self._verifier = _publishers_verifier(settings, topics, self._publishers)
         self._settings = settings
         self._db = db
         self._topics = list(topics)
         self._group_id = group_id
-        self._handlers = dict(handlers)
         self._dead_letter_topic = dead_letter_topic
         self._consumer_options = dict(consumer_options or {})
-        self._producer_options = dict(producer_options or {})
         self._cleanup_interval_s = inbox_cleanup_interval_s
-        self._max_attempts = settings.kafka_consumer_max_attempts
-        self._backoff_s = settings.kafka_consumer_retry_backoff_ms / 1000
-        self._backoff_max_s = max(settings.kafka_consumer_retry_backoff_max_ms / 1000, 0.0)
-        self.status = ConsumerStatus(group_id=group_id, topics=list(topics))
+        self.status = ConsumerStatus(
+            group_id=group_id,
+            topics=list(topics),
+            progress=ProgressTracker(settings.kafka_consumer_stall_seconds),
+        )
         self._consumer: Any = None
-        self._producer: Any = None
         self._stopping = asyncio.Event()
+        self._sleep = StopAwareSleep(self._stopping, StopRequested)
         self._task: asyncio.Task[None] | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
         # Bumped on every revocation: a fetched batch of an older generation is abandoned.
         self._generation = 0
+        backoff_s = settings.kafka_consumer_retry_backoff_ms / 1000
+        self._dead_letters = DeadLetterPublisher(
+            settings,
+            dead_letter_topic,
+            group_id,
+            producer_options=producer_options,
+            backoff_s=backoff_s,
+            sleep=self._sleep,
+            waiting=self._waiting_for_dead_letter_topic,
+        )
+        self._applier = EventApplier(
+            db,
+            handlers=handlers,
+            verifier=_publishers_verifier(settings, topics, publishers),
+            publishers=publishers,
+            retry=RetryPolicy(
+                max_attempts=settings.kafka_consumer_max_attempts,
+                backoff_s=backoff_s,
+                backoff_max_s=max(settings.kafka_consumer_retry_backoff_max_ms / 1000, 0.0),
+            ),
+            dead_letters=self._dead_letters,
+            status=self.status,
+            sleep=self._sleep,
+        )
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -483,10 +306,14 @@ class IdempotentConsumer:
         return self._task is not None and not self._task.done()
 
     def readiness_check(self) -> ReadinessCheck:
-        """Readiness check (``add_readiness_check``): ok while it runs; details: status."""
+        """
+        Readiness check (``add_readiness_check``): ok while it runs and is not stalled (lag and
+        no progress for ``KAFKA_CONSUMER_STALL_SECONDS``; ``stalled`` then says why).
+        """
 
         async def check() -> CheckResult:
-            return CheckResult(ok=self.running, details=self.status.as_dict())
+            stalled = self.status.stalled_reason()
+            return CheckResult(ok=self.running and stalled is None, details=self.status.as_dict())
 
         return check
 
@@ -499,7 +326,7 @@ class IdempotentConsumer:
                     await self._connect()
                     self.status.state = "running"
                     await self._consume()
-                except _StopRequested:
+                except StopRequested:
                     break
                 except Exception as exc:
                     logger.exception("Kafka consumer failed; restarting its client")
@@ -507,24 +334,20 @@ class IdempotentConsumer:
                     await self._close_clients()
                     try:
                         await self._sleep(CONNECT_RETRY_MAX_S / 2)
-                    except _StopRequested:
+                    except StopRequested:
                         break
         finally:
             self.status.state = "stopping"
             await self._close_clients()
             self.status.state = "stopped"
             self.status.assigned_partitions = []
+            self.status.progress.reset()
             logger.info("Kafka consumer of group %s stopped", self._group_id)
 
     async def _connect(self) -> None:
         self.status.state = "connecting"
-        retrying = AsyncRetrying(
-            stop=stop_never,
-            retry=_retry_errors_except(_StopRequested),
-            wait=wait_exponential(multiplier=0.5, max=CONNECT_RETRY_MAX_S),
-            sleep=self._sleep,
-            before_sleep=self._before_connect_retry,
-            reraise=True,
+        retrying = forever(
+            0.5, CONNECT_RETRY_MAX_S, sleep=self._sleep, before_sleep=self._before_connect_retry
         )
         await retrying(self._start_consumer)
         self.status.waiting_for = None
@@ -575,16 +398,19 @@ class IdempotentConsumer:
             exc,
         )
 
+    def _waiting_for_dead_letter_topic(self, error: BaseException | None) -> None:
+        self.status.waiting_for = "dead-letter topic"
+        if error is not None:
+            self._record_error(error)
+
     async def _close_clients(self) -> None:
         consumer, self._consumer = self._consumer, None
-        producer, self._producer = self._producer, None
-        for client, what in ((consumer, "consumer"), (producer, "dead-letter producer")):
-            if client is None:
-                continue
+        if consumer is not None:
             try:
-                await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
+                await asyncio.wait_for(consumer.stop(), CLOSE_TIMEOUT_S)
             except Exception as exc:
-                logger.warning("Closing the Kafka %s failed: %s", what, exc)
+                logger.warning("Closing the Kafka consumer failed: %s", exc)
+        await self._dead_letters.close(CLOSE_TIMEOUT_S)
 
     async def _fetch(self) -> dict[TopicPartition, list[Any]]:
         """One ``getmany``; returns ``{}`` at once when ``stop()`` is called meanwhile."""
@@ -602,7 +428,16 @@ class IdempotentConsumer:
                 await fetch
             return {}
         batch: dict[TopicPartition, list[Any]] = fetch.result()
+        self._track_fetch(batch)
         return batch
+
+    def _track_fetch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Where each assigned partition stands after a fetch (lag, for stall detection)."""
+        for tp in self._consumer.assignment():
+            records = batch.get(tp)
+            self.status.progress.fetched(
+                tp, records[0].offset if records else None, self._consumer.highwater(tp)
+            )
 
     async def _consume(self) -> None:
         while not self._stopping.is_set():
@@ -620,9 +455,9 @@ class IdempotentConsumer:
                     if self._generation != generation:
                         abandoned = True
                         break
-                    # One message, or a run of them in one transaction; raises _StopRequested
+                    # One message, or a run of them in one transaction; raises StopRequested
                     # when stopped.
-                    index += await self._handle_run(records[index:])
+                    index += await self._applier.handle_run(records[index:])
                     next_offset = records[index - 1].offset + 1
                     next_offsets[tp] = next_offset
                     if not await self._commit(tp, next_offset):
@@ -667,402 +502,8 @@ class IdempotentConsumer:
             )
             self._record_error(exc)
             return False
+        self.status.progress.committed(tp, offset)
         return True
-
-    # --- runs of messages (one transaction) ---
-    async def _handle_run(self, records: Sequence[Any]) -> int:
-        """
-        Handle the leading messages of ``records`` (one partition, in order): a run of valid
-        events in one transaction, else the first message alone. Returns how many were handled.
-        """
-        run = self._leading_run(records)
-        if len(run) <= 1:
-            await self._handle_record(records[0])
-            return 1
-        try:
-            outcomes = await self._apply_batch(run)
-        except _BatchHandlerFailed as failed:
-            if is_database_unavailable(failed.error) or not await self._database_answers():
-                await self._handle_record(records[0])  # waits for the database
-                return 1
-            handled = 0
-            if failed.index > 0:  # the events before the failing one, as a shorter run
-                handled = await self._handle_run(records[: failed.index])
-                if handled < failed.index:
-                    return handled
-            await self._handle_record(records[failed.index], first_failure=failed.error)
-            return failed.index + 1
-        except (_StopRequested, asyncio.CancelledError):
-            raise
-        except Exception:  # e.g. the database went away: the one-message path decides
-            await self._handle_record(records[0])
-            return 1
-        self._count_batch(run, outcomes)
-        return len(run)
-
-    def _envelope(self, record: Any) -> Envelope:
-        """
-        The checked envelope of a message: signed by its topic's publisher, then parsed.
-        Raises :class:`InvalidEventError` (``bad-signature`` first).
-        """
-        signature = next(
-            (value for name, value in record.headers or () if name == SIGNATURE_HEADER), None
-        )
-        try:
-            self._verifier.verify(self._publishers[record.topic], record.value, signature)
-        except BadSignatureError as exc:
-            raise InvalidEventError(DeadLetterReason.BAD_SIGNATURE, str(exc)) from None
-        return parse_envelope(record.value)
-
-    def _leading_run(self, records: Sequence[Any]) -> list[_Pending]:
-        """The leading messages that are valid events with a handler (none after the first not)."""
-        run: list[_Pending] = []
-        for record in records:
-            try:
-                envelope = self._envelope(record)
-            except InvalidEventError:
-                break
-            handler = self._handlers.get(envelope.event_type) or self._handlers.get(record.topic)
-            if handler is None:
-                break
-            run.append(_Pending(record, envelope, handler, _request_id(record, envelope)))
-        return run
-
-    async def _apply_batch(self, run: Sequence[_Pending]) -> list[Outcome]:
-        """
-        One transaction for the run: claim every event id in the inbox with one statement, run
-        the handler of each newly claimed event in order, commit. A handler error rolls it all
-        back and raises :class:`_BatchHandlerFailed` with the failing message's index.
-        """
-        async with self._db.transaction() as session:
-            claimed = set(
-                await session.scalars(
-                    pg_insert(InboxEvent)
-                    .values(
-                        [
-                            {
-                                "event_id": pending.envelope.event_id,
-                                "topic": pending.record.topic,
-                                "event_type": pending.envelope.event_type,
-                                "kafka_partition": pending.record.partition,
-                                "kafka_offset": pending.record.offset,
-                            }
-                            for pending in run
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=[InboxEvent.event_id])
-                    .returning(InboxEvent.event_id)
-                )
-            )
-            outcomes: list[Outcome] = []
-            for index, pending in enumerate(run):
-                if pending.envelope.event_id not in claimed:
-                    outcomes.append(Outcome.DUPLICATE)
-                    continue
-                claimed.discard(pending.envelope.event_id)  # a second copy in the run: duplicate
-                token = request_id_var.set(pending.request_id)
-                try:
-                    await pending.handler(session, orjson.loads(pending.record.value))
-                except Exception as exc:
-                    raise _BatchHandlerFailed(index, exc) from exc
-                finally:
-                    request_id_var.reset(token)
-                outcomes.append(Outcome.APPLIED)
-        return outcomes
-
-    def _count_batch(self, run: Sequence[_Pending], outcomes: Sequence[Outcome]) -> None:
-        applied = outcomes.count(Outcome.APPLIED)
-        duplicates = len(outcomes) - applied
-        self.status.processed += applied
-        self.status.duplicates += duplicates
-        self.status.last_processed_at = _now()
-        for pending, outcome in zip(run, outcomes, strict=True):
-            logger.debug(
-                "%s event %s (%s) from %s[%d]@%d",
-                "Applied" if outcome is Outcome.APPLIED else "Skipped duplicate",
-                pending.envelope.event_id,
-                pending.envelope.event_type,
-                pending.record.topic,
-                pending.record.partition,
-                pending.record.offset,
-            )
-        first, last = run[0].record, run[-1].record
-        logger.info(
-            "Applied %d events from %s[%d]@%d..%d in one transaction (%d duplicates skipped)",
-            applied,
-            first.topic,
-            first.partition,
-            first.offset,
-            last.offset,
-            duplicates,
-        )
-
-    # --- one message ---
-    async def _handle_record(
-        self, record: Any, *, first_failure: Exception | None = None
-    ) -> Outcome:
-        """
-        Apply, skip or dead-letter one message. Raises ``_StopRequested`` when interrupted.
-        ``first_failure``: the handler already failed once for it (in a batch); that counts as
-        its first attempt.
-        """
-        try:
-            envelope: Envelope | None = self._envelope(record)
-            invalid: InvalidEventError | None = None
-        except InvalidEventError as exc:
-            envelope, invalid = None, exc
-        token = request_id_var.set(_request_id(record, envelope))
-        try:
-            if envelope is None:
-                assert invalid is not None
-                return await self._dead_letter(record, invalid.reason, str(invalid), attempts=0)
-            handler = self._handlers.get(envelope.event_type) or self._handlers.get(record.topic)
-            if handler is None:
-                return await self._dead_letter(
-                    record,
-                    DeadLetterReason.NO_HANDLER,
-                    f"no handler for event_type {envelope.event_type!r} on topic {record.topic!r}",
-                    attempts=0,
-                )
-            attempts = _Attempts(count=0 if first_failure is None else 1)
-            try:
-                outcome = await self._apply_with_retries(
-                    record, envelope, handler, attempts, first_failure
-                )
-            except (_StopRequested, asyncio.CancelledError):
-                raise
-            except InvalidEventError as refused:
-                # The handler found the event unusable (e.g. a bad snapshot): no retry.
-                return await self._dead_letter(
-                    record, refused.reason, str(refused), attempts=attempts.count
-                )
-            except Exception as exc:
-                logger.error(
-                    "Event %s (%s) failed %d times, sending it to %s: %s",
-                    envelope.event_id,
-                    envelope.event_type,
-                    attempts.count,
-                    self._dead_letter_topic,
-                    error_text(exc),
-                )
-                return await self._dead_letter(
-                    record,
-                    DeadLetterReason.HANDLER_FAILED,
-                    error_text(exc),
-                    attempts=attempts.count,
-                )
-            self.status.last_processed_at = _now()
-            if outcome is Outcome.DUPLICATE:
-                self.status.duplicates += 1
-                logger.info(
-                    "Event %s (%s) already applied: duplicate delivery skipped",
-                    envelope.event_id,
-                    envelope.event_type,
-                )
-            else:
-                self.status.processed += 1
-                logger.info(
-                    "Applied event %s (%s) from %s[%d]@%d",
-                    envelope.event_id,
-                    envelope.event_type,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                )
-            return outcome
-        finally:
-            request_id_var.reset(token)
-
-    async def _apply_with_retries(
-        self,
-        record: Any,
-        envelope: Envelope,
-        handler: EventHandler,
-        attempts: _Attempts,
-        first_failure: Exception | None = None,
-    ) -> Outcome:
-        """
-        Handler errors: ``max_attempts`` attempts with backoff, then the last error is raised.
-        Database unreachable: retried without limit and without counting attempts.
-        ``first_failure`` is the error of a first attempt made elsewhere (in a batch).
-        """
-        earlier_failure = first_failure
-
-        async def attempt() -> Outcome:
-            nonlocal earlier_failure
-            if earlier_failure is not None:  # attempt 1 ran in a batch: its outcome
-                failure, earlier_failure = earlier_failure, None
-                raise failure
-            try:
-                return await self._apply_once(record, envelope, handler, attempts)
-            except InvalidEventError:
-                raise
-            except Exception as exc:
-                if is_database_unavailable(exc) or not await self._database_answers():
-                    raise _DatabaseUnavailable(error_text(exc)) from exc
-                raise
-
-        handler_retries = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            retry=_retry_errors_except(_DatabaseUnavailable, _StopRequested, InvalidEventError),
-            wait=wait_exponential(multiplier=self._backoff_s, max=self._backoff_max_s),
-            sleep=self._sleep,
-            before_sleep=self._before_handler_retry,
-            reraise=True,
-        )
-        database_waits = AsyncRetrying(
-            stop=stop_never,
-            retry=retry_if_exception_type(_DatabaseUnavailable),
-            wait=wait_exponential(
-                multiplier=max(self._backoff_s, MIN_BACKOFF_S), max=DATABASE_RETRY_MAX_S
-            ),
-            sleep=self._sleep,
-            before_sleep=self._before_database_retry,
-            reraise=True,
-        )
-        try:
-            outcome: Outcome = await database_waits(handler_retries, attempt)
-        finally:
-            self.status.waiting_for = None
-        return outcome
-
-    async def _apply_once(
-        self, record: Any, envelope: Envelope, handler: EventHandler, attempts: _Attempts
-    ) -> Outcome:
-        """One transaction: claim the event id in the inbox, run the handler, commit."""
-        async with self._db.transaction() as session:
-            claimed = await session.scalar(
-                pg_insert(InboxEvent)
-                .values(
-                    event_id=envelope.event_id,
-                    topic=record.topic,
-                    event_type=envelope.event_type,
-                    kafka_partition=record.partition,
-                    kafka_offset=record.offset,
-                )
-                .on_conflict_do_nothing(index_elements=[InboxEvent.event_id])
-                .returning(InboxEvent.event_id)
-            )
-            if claimed is None:
-                return Outcome.DUPLICATE
-            attempts.count += 1
-            # A fresh copy per attempt: a handler that changed the dict cannot affect a retry.
-            await handler(session, orjson.loads(record.value))
-        return Outcome.APPLIED
-
-    async def _database_answers(self) -> bool:
-        try:
-            return await asyncio.wait_for(self._db.ping(), DATABASE_PING_TIMEOUT_S)
-        except TimeoutError:
-            return False
-
-    def _before_handler_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self.status.retries += 1
-        if exc is not None:
-            self._record_error(exc)
-        logger.warning(
-            "Handler failed (attempt %d of %d), retrying in %.2f s: %s",
-            state.attempt_number,
-            self._max_attempts,
-            state.upcoming_sleep,
-            error_text(exc) if exc is not None else "",
-        )
-
-    def _before_database_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self.status.waiting_for = "database"
-        if exc is not None:
-            self._record_error(exc)
-        logger.warning(
-            "Database unavailable while applying an event (wait %d), retrying in %.2f s: %s",
-            state.attempt_number,
-            state.upcoming_sleep,
-            exc,
-        )
-
-    # --- dead-letter topic ---
-    async def _dead_letter(
-        self, record: Any, reason: DeadLetterReason, error: str, attempts: int
-    ) -> Outcome:
-        """Publish ``record`` to the dead-letter topic; retries until it worked or stop()."""
-        headers = [
-            (key, value)
-            for key, value in (record.headers or ())
-            if not key.lower().startswith(DLQ_HEADER_PREFIX)
-        ]
-        added = {
-            "x-dlq-reason": reason.value,
-            "x-dlq-error": error[:MAX_ERROR_CHARS],
-            "x-dlq-attempts": str(attempts),
-            "x-dlq-original-topic": record.topic,
-            "x-dlq-original-partition": str(record.partition),
-            "x-dlq-original-offset": str(record.offset),
-            "x-dlq-original-timestamp": str(record.timestamp),
-            "x-dlq-consumer-group": self._group_id,
-            "x-dlq-failed-at": _now().isoformat(),
-        }
-        headers.extend((key, value.encode("utf-8")) for key, value in added.items())
-        if reason is not DeadLetterReason.HANDLER_FAILED:
-            logger.error(
-                "Message %s[%d]@%d refused (%s: %s): sending it to %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                reason.value,
-                error,
-                self._dead_letter_topic,
-            )
-        retrying = AsyncRetrying(
-            stop=stop_never,
-            retry=_retry_errors_except(_StopRequested),
-            wait=wait_exponential(
-                multiplier=max(self._backoff_s, MIN_BACKOFF_S), max=DEAD_LETTER_RETRY_MAX_S
-            ),
-            sleep=self._sleep,
-            before_sleep=self._before_dead_letter_retry,
-            reraise=True,
-        )
-        try:
-            await retrying(self._publish_dead_letter, record.key, record.value, headers)
-        finally:
-            self.status.waiting_for = None
-        self.status.dead_lettered += 1
-        self._record_error(f"{reason.value}: {error}")
-        return Outcome.DEAD_LETTERED
-
-    async def _publish_dead_letter(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        if self._producer is None:
-            producer = create_producer(
-                self._settings,
-                client_id=f"{self._settings.kafka_client_id}-dlq",
-                **self._producer_options,
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            self._producer = producer
-        await self._producer.send_and_wait(
-            self._dead_letter_topic, value=value, key=key, headers=headers
-        )
-
-    def _before_dead_letter_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self.status.waiting_for = "dead-letter topic"
-        if exc is not None:
-            self._record_error(exc)
-        logger.error(
-            "Publishing to the dead-letter topic %s failed (attempt %d), retrying in %.2f s: %s",
-            self._dead_letter_topic,
-            state.attempt_number,
-            state.upcoming_sleep,
-            exc,
-        )
 
     # --- inbox retention ---
     async def _cleanup_loop(self) -> None:
@@ -1074,19 +515,9 @@ class IdempotentConsumer:
                 logger.warning("Inbox cleanup failed (will retry): %s", exc)
             try:
                 await self._sleep(self._cleanup_interval_s)
-            except _StopRequested:
+            except StopRequested:
                 return
 
     # --- helpers ---
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, or raise ``_StopRequested`` as soon as ``stop()`` is called."""
-        if self._stopping.is_set():
-            raise _StopRequested
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        if self._stopping.is_set():
-            raise _StopRequested
-
     def _record_error(self, error: BaseException | str) -> None:
-        self.status.last_error = error if isinstance(error, str) else error_text(error)
-        self.status.last_error_at = _now()
+        self.status.record_error(error if isinstance(error, str) else error_text(error))

@@ -3,8 +3,8 @@
 FILE: relay.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/relay.py
 DESCRIPTION: Outbox relay: publishes unsent outbox rows to Kafka, one active relay per database
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:35:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 
 How it works (the contract is in docs/events.md):
@@ -26,7 +26,8 @@ How it works (the contract is in docs/events.md):
   that key stay unsent too and are published again after it: per-key order before delivery
   count.
 - Broker down: the round fails after ``KAFKA_REQUEST_TIMEOUT_MS``, the relay waits (exponential
-  backoff up to ``OUTBOX_RETRY_BACKOFF_MAX_SECONDS``) and tries again, for ever; the events wait
+  backoff with jitter up to ``OUTBOX_RETRY_BACKOFF_MAX_SECONDS``; tenacity, the same retry style
+  as the consumer: lkern_common.retrying) and tries again, for ever; the events wait
   in the outbox and the REST API keeps accepting writes. No restart is needed when it is back.
 - Delivery is at least once: a crash between the broker's acknowledgement and the ``UPDATE``,
   or a request the broker executed after the client gave up on it, publishes a row again (same
@@ -45,10 +46,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -57,6 +57,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from sqlalchemy import make_url
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from lkern_common.database import Database
 from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
@@ -64,6 +65,12 @@ from lkern_common.kafka.producer import create_producer
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.outbox.model import NOTIFY_CHANNEL, OUTBOX_TABLE
 from lkern_common.outbox.store import BACKLOG_SQL, OutboxBacklog, outbox_backlog
+from lkern_common.retrying import (
+    StopAwareSleep,
+    exponential_backoff,
+    retry_errors_except,
+    stop_when,
+)
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
 
@@ -141,21 +148,22 @@ class RelayStatus:
         }
 
 
+class _BrokerRoundFailed(Exception):
+    """A publish round could not reach the broker (or some events were not acknowledged)."""
+
+    def __init__(self, error: BaseException, what: str) -> None:
+        super().__init__(f"{what}: {_describe(error)}")
+        self.error = error
+        self.what = what
+
+
 @dataclass
-class _Backoff:
-    """Exponential backoff with jitter: initial, 2×, 4× … up to a maximum."""
+class _Housekeeping:
+    """When the leader next deletes old rows and checks the backlog."""
 
-    initial: float
-    maximum: float
-    attempt: int = field(default=0)
-
-    def next_delay(self) -> float:
-        delay: float = min(self.maximum, self.initial * (2.0**self.attempt))
-        self.attempt = min(self.attempt + 1, 30)
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
+    next_cleanup: float
+    next_backlog_check: float
+    backlog_warned: bool = False
 
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
@@ -282,31 +290,45 @@ class OutboxRelay:
 
     # --- main loop ---
     async def _run(self) -> None:
-        backoff = _Backoff(
-            self.settings.outbox_retry_backoff_seconds,
-            self.settings.outbox_retry_backoff_max_seconds,
+        """Connection terms until stopped; a failed one is retried with backoff (tenacity)."""
+        terms = AsyncRetrying(
+            stop=stop_when(self._stopping.is_set),
+            retry=retry_errors_except(),
+            wait=self._backoff(),
+            sleep=StopAwareSleep(self._stopping),
+            before_sleep=self._before_reconnect,
+            reraise=True,
         )
         while not self._stopping.is_set():
             try:
-                await self._connection_term()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                self._record_failure(exc)
-                delay = backoff.next_delay()
-                logger.warning(
-                    "Outbox relay: database connection failed (%s); retrying in %.1f s",
-                    _describe(exc),
-                    delay,
-                )
-                await _wait_any(delay, self._stopping)
-            except Exception as exc:  # a bug must not end publishing for good
-                self._record_failure(exc)
-                delay = backoff.next_delay()
-                logger.exception("Outbox relay failed; restarting it in %.1f s", delay)
-                await _wait_any(delay, self._stopping)
+                await terms(self._connection_term)
+            except Exception:  # only when stopping: the last failure is already logged
+                break
         self.status.role = RelayRole.STOPPED
+
+    def _backoff(self) -> exponential_backoff:
+        return exponential_backoff(
+            self.settings.outbox_retry_backoff_seconds,
+            self.settings.outbox_retry_backoff_max_seconds,
+        )
+
+    def _before_reconnect(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None:
+            return
+        self._record_failure(exc)
+        if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError | TimeoutError):
+            logger.warning(
+                "Outbox relay: database connection failed (%s); retrying in %.1f s",
+                _describe(exc),
+                state.upcoming_sleep,
+            )
+        else:  # a bug must not end publishing for good
+            logger.error(
+                "Outbox relay failed; restarting it in %.1f s",
+                state.upcoming_sleep,
+                exc_info=exc,
+            )
 
     async def _connection_term(self) -> None:
         """One dedicated connection's life: standby until leader, then lead until it ends."""
@@ -344,62 +366,73 @@ class OutboxRelay:
 
     async def _lead(self, connection: asyncpg.Connection) -> None:
         """Publish until stopping or until the connection fails (then the caller reconnects)."""
-        settings = self.settings
-        backoff = _Backoff(
-            settings.outbox_retry_backoff_seconds, settings.outbox_retry_backoff_max_seconds
-        )
         await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
         connection.add_termination_listener(self._on_terminated)
-        next_cleanup = time.monotonic()
-        next_backlog_check = time.monotonic() + settings.outbox_backlog_log_interval_seconds
-        backlog_warned = False
-
+        now = time.monotonic()
+        housekeeping = _Housekeeping(
+            next_cleanup=now,
+            next_backlog_check=now + self.settings.outbox_backlog_log_interval_seconds,
+        )
+        rounds = AsyncRetrying(
+            stop=stop_when(self._stopping.is_set),
+            retry=retry_if_exception_type(_BrokerRoundFailed),
+            wait=self._backoff(),
+            sleep=StopAwareSleep(self._stopping),
+            before_sleep=self._before_broker_retry,
+            reraise=True,
+        )
         while not self._stopping.is_set():
-            if connection.is_closed():
-                raise ConnectionError("the relay's database connection was closed")
-            now = time.monotonic()
-            if now >= next_cleanup:
-                await self._cleanup(connection)
-                next_cleanup = now + settings.outbox_cleanup_interval_seconds
-            if now >= next_backlog_check:
-                backlog_warned = await self._log_backlog(connection, backlog_warned)
-                next_backlog_check = now + settings.outbox_backlog_log_interval_seconds
-
-            if self._producer is None:
-                try:
-                    await self._start_producer()
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    self._broker_failed(exc, backoff, "cannot connect to the broker")
-                    await _wait_any(backoff.next_delay(), self._stopping)
-                    continue
-
-            self._wake.clear()
-            rows = await connection.fetch(FETCH_SQL, settings.outbox_batch_size)
-            if not rows:
+            try:
+                busy: bool = await rounds(self._round, connection, housekeeping)
+            except _BrokerRoundFailed:  # only when stopping
+                return
+            if not busy:
                 idle = min(
-                    settings.outbox_poll_interval_seconds,
-                    next_cleanup - time.monotonic(),
-                    next_backlog_check - time.monotonic(),
+                    self.settings.outbox_poll_interval_seconds,
+                    housekeeping.next_cleanup - time.monotonic(),
+                    housekeeping.next_backlog_check - time.monotonic(),
                 )
                 await _wait_any(idle, self._wake, self._stopping)
-                continue
 
-            sent_ids, error = await self._publish(rows)
-            self.status.rounds += 1
-            if sent_ids:
-                await connection.execute(MARK_SENT_SQL, sent_ids)
-                self.status.published += len(sent_ids)
-                self.status.last_published_at = datetime.now(UTC)
-            if error is None:
-                if self.status.broker != "connected":
-                    logger.info("Outbox relay: the broker is reachable again")
-                self.status.broker = "connected"
-                backoff.reset()
-            else:
-                self._broker_failed(
-                    error, backoff, f"{len(rows) - len(sent_ids)} of {len(rows)} events not sent"
-                )
-                await _wait_any(backoff.next_delay(), self._stopping)
+    async def _round(self, connection: asyncpg.Connection, housekeeping: _Housekeeping) -> bool:
+        """
+        Housekeeping when due, then publish one batch of unsent rows. Returns False when there
+        was nothing to publish; raises :class:`_BrokerRoundFailed` when the broker failed.
+        """
+        if connection.is_closed():
+            raise ConnectionError("the relay's database connection was closed")
+        await self._housekeep(connection, housekeeping)
+        if self._producer is None:
+            try:
+                await self._start_producer()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise _BrokerRoundFailed(exc, "cannot connect to the broker") from exc
+        self._wake.clear()
+        rows = await connection.fetch(FETCH_SQL, self.settings.outbox_batch_size)
+        if not rows:
+            return False
+        sent_ids, error = await self._publish(rows)
+        self.status.rounds += 1
+        if sent_ids:
+            await connection.execute(MARK_SENT_SQL, sent_ids)
+            self.status.published += len(sent_ids)
+            self.status.last_published_at = datetime.now(UTC)
+        if error is not None:
+            what = f"{len(rows) - len(sent_ids)} of {len(rows)} events not sent"
+            raise _BrokerRoundFailed(error, what)
+        if self.status.broker != "connected":
+            logger.info("Outbox relay: the broker is reachable again")
+        self.status.broker = "connected"
+        return True
+
+    async def _housekeep(self, connection: asyncpg.Connection, due: _Housekeeping) -> None:
+        now = time.monotonic()
+        if now >= due.next_cleanup:
+            await self._cleanup(connection)
+            due.next_cleanup = now + self.settings.outbox_cleanup_interval_seconds
+        if now >= due.next_backlog_check:
+            due.backlog_warned = await self._log_backlog(connection, due.backlog_warned)
+            due.next_backlog_check = now + self.settings.outbox_backlog_log_interval_seconds
 
     # --- publishing ---
     async def _start_producer(self) -> None:
@@ -534,12 +567,16 @@ class OutboxRelay:
         self.status.failures += 1
         self.status.last_error = _describe(error)
 
-    def _broker_failed(self, error: BaseException, backoff: _Backoff, what: str) -> None:
-        self._record_failure(error)
+    def _before_broker_retry(self, state: RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome else None
+        if not isinstance(failed, _BrokerRoundFailed):
+            return
+        self._record_failure(failed.error)
         self.status.broker = "unavailable"
         logger.warning(
-            "Outbox relay: %s (%s); events wait in the outbox, retry %d",
-            what,
-            _describe(error),
-            backoff.attempt + 1,
+            "Outbox relay: %s (%s); events wait in the outbox, retry %d in %.1f s",
+            failed.what,
+            _describe(failed.error),
+            state.attempt_number,
+            state.upcoming_sleep,
         )
