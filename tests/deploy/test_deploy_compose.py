@@ -3,8 +3,8 @@
 FILE: test_deploy_compose.py
 PATH: /tests/deploy/test_deploy_compose.py
 DESCRIPTION: deploy/docker-compose.yml: services, ports, order, health checks, wiring, settings
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:55:00
 ================================================================
 """
 
@@ -68,6 +68,8 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "SERVICE_NAME": "each service's default is its own name",
     "SERVICE_VERSION": "the code's version",
     "LOG_REQUESTS": "one access line per request is wanted in containers too",
+    "LOG_FORMAT": "text, as the standard shows (json for a log collector: docs/observability.md)",
+    "LOG_LEVEL_POLL_SECONDS": "a level set with PUT /config/log-level reaches every replica in 2 s",
     # HTTP / gRPC
     "HTTP_HOST": "0.0.0.0: every interface of the container",
     "HTTP_WORKERS": "one process per container: scale with replicas",
@@ -100,6 +102,8 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "KAFKA_CONSUMER_RETRY_BACKOFF_MS": "0.2 s doubling",
     "KAFKA_CONSUMER_RETRY_BACKOFF_MAX_MS": "up to 5 s",
     "KAFKA_INBOX_RETENTION_DAYS": "30 days of processed event ids",
+    "KAFKA_DEAD_LETTER_MAX_BYTES": "1 MB, under the broker's default message size limit",
+    "KAFKA_CONSUMER_STALL_SECONDS": "60 s of lag without a commit fails /ready",
     "KAFKA_SSL_CA_FILE": "SASL_PLAINTEXT on the compose network (a cluster uses SASL_SSL)",
     "KAFKA_SSL_CERT_FILE": "SASL authenticates the client, not a certificate",
     "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",
@@ -131,6 +135,10 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "KAFKA_DLQ_TOPIC": "lkern.orders.dlq",
 }
 INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka", "lkms503-kafka-setup"}
+# Optional services, each in its profile (docs/observability.md): not started by a plain `up`.
+OPTIONAL = {"lkms504-jaeger": "tracing"}
+# Variables read by a library, not by the service's settings: OpenTelemetry's own.
+LIBRARY_VARIABLE_PREFIXES = ("OTEL_",)
 
 
 # === HELPERS ===
@@ -148,7 +156,24 @@ def database_name(url: str) -> str:
 # === TESTS: SHAPE ===
 def test_compose_has_the_infrastructure_migrations_and_services(compose: dict[str, Any]) -> None:
     expected = INFRASTRUCTURE | set(SERVICES) | {f"{name}-migrate" for name in SERVICES}
-    assert set(compose["services"]) == expected
+    assert set(compose["services"]) == expected | set(OPTIONAL)
+
+
+def test_optional_services_run_only_in_their_profile(compose: dict[str, Any]) -> None:
+    for name, profile in OPTIONAL.items():
+        assert compose["services"][name].get("profiles") == [profile], name
+    for name in set(compose["services"]) - set(OPTIONAL):
+        assert "profiles" not in compose["services"][name], f"{name} must always start"
+
+
+def test_tracing_is_off_unless_an_otlp_endpoint_is_given(compose: dict[str, Any]) -> None:
+    for service in SERVICES:
+        environment = service_environment(compose, service)
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        assert environment["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    jaeger = compose["services"]["lkms504-jaeger"]
+    assert {"4317", "4318"} <= {str(port) for port in jaeger["expose"]}
+    assert jaeger["ports"] == ["127.0.0.1:16686:16686"]
 
 
 def test_every_image_has_a_version_tag(compose: dict[str, Any]) -> None:
@@ -276,7 +301,11 @@ def test_every_setting_is_set_in_compose_or_deliberately_left_at_its_default(
     service_configs: dict[str, gen_env_example.ServiceConfig],
 ) -> None:
     reads = set(service_configs[service].envs())
-    sets = set(service_environment(compose, service))
+    sets = {
+        name
+        for name in service_environment(compose, service)
+        if not name.startswith(LIBRARY_VARIABLE_PREFIXES)
+    }
     assert not sets - reads, f"compose sets variables {service} does not read (typo?)"
     undecided = reads - sets - set(LEFT_AT_DEFAULT)
     assert not undecided, (
@@ -324,6 +353,7 @@ def test_the_only_compose_variables_have_local_defaults() -> None:
         "LKERN_IMAGE_TAG",
         "AUTH_ISSUER",
         "AUTH_JWKS_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     }
     for secret in ("POSTGRES_PASSWORD", *passwords):
         assert f"${{{secret}}}" not in text, f"every use of {secret} has its local default"

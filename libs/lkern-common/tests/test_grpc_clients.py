@@ -3,8 +3,8 @@
 FILE: test_grpc_clients.py
 PATH: /libs/lkern-common/tests/test_grpc_clients.py
 DESCRIPTION: Contacts gRPC clients and the gRPC server bootstrap against a real grpc.aio server
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 A small in-memory ContactsService runs on a free local port through `GrpcServer`; the sync and
@@ -27,25 +27,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from sqlalchemy import exc as sa_exc
 
 from lkern_common.grpc_auth import requires_scope
 from lkern_common.grpc_clients.contacts import (
     CONTACTS_SERVICE_NAME,
     AsyncContactsClient,
+    ContactsCircuitOpenError,
     ContactsClient,
     ContactsClientError,
     ContactsClientSettings,
-    ContactsUnavailableError,
+    ContactsUnreachableError,
     ContactValidation,
     service_config,
 )
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
-from lkern_common.grpc_server import GrpcServer
+from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS, GrpcServer
 from lkern_common.request_context import request_id_var
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import tls_channel
@@ -300,7 +303,7 @@ async def test_retry_unavailable_through_service_config(env: Env) -> None:
 
 async def test_retry_gives_up_after_max_attempts(env: Env) -> None:
     env.servicer.unavailable_left = 100
-    with pytest.raises(ContactsUnavailableError) as caught:
+    with pytest.raises(ContactsUnreachableError) as caught:
         await env.client(max_attempts=3).validate_contact_detailed(1)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert env.servicer.calls == 3
@@ -322,7 +325,7 @@ async def test_unreachable_service_raises_unavailable(dev_pki: DevPki) -> None:
         initial_backoff_seconds=0.01,
     )
     async with AsyncContactsClient(settings=settings) as client:
-        with pytest.raises(ContactsUnavailableError) as caught:
+        with pytest.raises(ContactsUnreachableError) as caught:
             await client.validate_contact(1)
     assert caught.value.code in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -330,10 +333,46 @@ async def test_unreachable_service_raises_unavailable(dev_pki: DevPki) -> None:
 async def test_deadline_is_applied(env: Env) -> None:
     env.servicer.delay = 1.5
     started = time.monotonic()
-    with pytest.raises(ContactsUnavailableError) as caught:
+    with pytest.raises(ContactsUnreachableError) as caught:
         await env.client(timeout_seconds=0.2).get_contact(1)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 1.0
+
+
+# === CIRCUIT BREAKER ===
+async def test_circuit_breaker_opens_fails_fast_and_lets_one_probe_through(env: Env) -> None:
+    client = env.client(timeout_seconds=0.5, breaker_failure_threshold=2, breaker_open_seconds=1.0)
+    env.servicer.delay = 2.0  # contacts hangs: every call waits the deadline
+    with pytest.raises(ContactsUnreachableError):
+        await client.validate_contact_detailed(1)
+    env.servicer.delay = 0.0
+    assert await client.get_contact(99) is None  # an answer (NOT_FOUND): contacts is there
+    env.servicer.delay = 2.0
+    for _ in range(2):  # two unreachable calls in a row open the circuit
+        with pytest.raises(ContactsUnreachableError) as caught:
+            await client.validate_contact_detailed(1)
+        assert not isinstance(caught.value, ContactsCircuitOpenError)
+    assert client.breaker.state == "opened"
+
+    calls = env.servicer.calls
+    started = time.monotonic()
+    with pytest.raises(ContactsCircuitOpenError) as refused:
+        await client.get_contact(1)
+    assert time.monotonic() - started < 0.1  # at once, contacts not called
+    assert env.servicer.calls == calls
+    assert refused.value.retry_after_seconds == 1
+
+    # After the open period: one probe at a time; the others are still refused at once.
+    env.servicer.delay = 0.3
+    await asyncio.sleep(1.1)
+    probe = asyncio.create_task(client.validate_contact_detailed(1))
+    await asyncio.sleep(0.1)
+    with pytest.raises(ContactsCircuitOpenError):
+        await client.get_contact(1)
+    assert (await probe).is_valid  # the probe found contacts back: closed
+    assert client.breaker.state == "closed"
+    env.servicer.delay = 0.0
+    assert (await client.get_contact(1)).id == 1
 
 
 # === REQUEST ID ===
@@ -364,11 +403,38 @@ async def test_unhandled_exception_becomes_internal(
         pytest.raises(ContactsClientError) as caught,
     ):
         await env.client().get_contact(1)
-    assert not isinstance(caught.value, ContactsUnavailableError)
+    assert not isinstance(caught.value, ContactsUnreachableError)
     assert caught.value.code == grpc.StatusCode.INTERNAL
     assert caught.value.details == "Internal server error"
     assert "hunter2" not in str(caught.value)
     assert any("Unhandled error in gRPC method" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # How SQLAlchemy raises a server that is shutting down: a plain DBAPIError.
+        sa_exc.DBAPIError(
+            "SELECT 1", None, asyncpg.CannotConnectNowError("the database system is shutting down")
+        ),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),  # a raw driver error
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["shutting-down-as-DBAPIError", "asyncpg-too-many-connections", "refused"],
+)
+async def test_database_unavailable_becomes_unavailable_not_internal(
+    env: Env, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    env.servicer.fail_with = error
+    with (
+        caplog.at_level(logging.WARNING, logger="lkern_common.grpc_server"),
+        pytest.raises(ContactsUnreachableError) as caught,
+    ):
+        await env.client(max_attempts=1, breaker_failure_threshold=100).get_contact(1)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details == DATABASE_UNAVAILABLE_DETAILS
+    logged = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None  # one line, no stack trace
 
 
 async def test_health_serving_switch(env: Env) -> None:
@@ -421,7 +487,7 @@ async def test_graceful_stop_finishes_in_flight_and_refuses_new(env: Env) -> Non
     await asyncio.sleep(0.2)
     stopping = asyncio.create_task(env.server.stop(grace=3))
     await asyncio.sleep(0.1)
-    with pytest.raises(ContactsUnavailableError):
+    with pytest.raises(ContactsUnreachableError):
         await env.client(max_attempts=1).get_contact(1)
     contact = await in_flight
     assert contact is not None and contact.id == 1

@@ -3,8 +3,8 @@
 FILE: test_outbox_relay.py
 PATH: /libs/lkern-common/tests/test_outbox_relay.py
 DESCRIPTION: Transactional outbox and its relay against a real PostgreSQL and a real Tansu broker
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 The library has no Alembic setup of its own: a fresh database gets the outbox table from the
@@ -284,8 +284,11 @@ async def test_notify_wakes_the_relay_long_before_its_poll_interval(
     try:
         async with EventCollector(kafka_broker.bootstrap_servers, [topic]) as collector:
             await eventually(
-                lambda: (relay.status.role, relay.status.broker) == (RelayRole.LEADER, "connected"),
-                "the relay leads and is connected",
+                lambda: (
+                    relay.status.role == RelayRole.LEADER
+                    and relay.status.broker_verified_at is not None
+                ),
+                "the relay leads and has verified the broker",
                 timeout_s=WAIT_S,
             )
             await asyncio.sleep(0.3)  # past its first (empty) read: now it waits
@@ -406,20 +409,27 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
         assert readiness.details["pending"] == 10
         assert readiness.details["oldest_pending_age_seconds"] > 0
         assert readiness.details["relay"] == "leader"
-        assert readiness.details["broker"] == "unavailable"
+        assert readiness.details["broker"] == "never verified"
+        assert readiness.details["broker_verified_at"] is None
+        assert readiness.degraded is True  # events wait and the broker was never verified
+        assert "10 events wait" in readiness.details["reason"]
         assert readiness.details["last_error"]
 
         with LocalBroker(port=port) as broker:  # the broker comes up: no relay restart
             # (A subscribing consumer would make Tansu create the topic with its own default
             # partition count: let the relay create it first.)
             await eventually(
-                lambda: relay.status.broker == "connected", "the relay connects", timeout_s=WAIT_S
+                lambda: relay.status.broker_verified_at is not None,
+                "the relay connects",
+                timeout_s=WAIT_S,
             )
             async with EventCollector(broker.bootstrap_servers, [topic]) as collector:
                 got = await collector.wait_for(lambda events: len(events) >= 10, WAIT_S)
             await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             assert sorted(set(ids_of(got))) == sorted(event_ids)
-            assert relay.status.broker == "connected"
+            readiness = await relay.readiness()
+            assert readiness.details["broker"] == "verified"
+            assert readiness.degraded is False
             # The relay created its topic with KAFKA_TOPIC_PARTITIONS partitions.
             admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
             await admin.start()
@@ -438,6 +448,63 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
                 timeout_s=WAIT_S,
             )
             await relay.stop()
+    finally:
+        await relay.stop()
+
+
+async def test_ready_reports_a_paused_broker_by_its_last_verification(
+    kafka_broker: LocalBroker, database_url: str, db: Database
+) -> None:
+    """
+    A paused broker keeps its connections open, so a client's state flag still says
+    "connected": /ready must report what was last verified (publish or metadata round trip)
+    and its age, and be degraded once that is too old while events wait.
+    """
+    topic = new_topic()
+    settings = make_settings(
+        kafka_broker,
+        database_url,
+        outbox_broker_check_interval_seconds=0.2,
+        outbox_broker_stale_seconds=1.5,
+    )
+    relay = OutboxRelay(settings, db, topics=[topic])
+    await relay.start()
+    try:
+        await write_events(db, topic, ["k"], per_key=1)
+        await eventually(lambda: _empty(db), "the first event is published")
+        verified_at = relay.status.broker_verified_at
+        assert verified_at is not None
+        # Idle: metadata round trips keep the verification fresh.
+        await eventually(
+            lambda: (relay.status.broker_verified_at or verified_at) > verified_at,
+            "an idle metadata round trip verifies the broker again",
+        )
+        readiness = await relay.readiness()
+        assert (readiness.details["broker"], readiness.degraded) == ("verified", False)
+        assert readiness.details["broker_verified_age_seconds"] < 1.5
+
+        kafka_broker.pause()
+        try:
+            await write_events(db, topic, ["k"], per_key=3)
+
+            async def degraded() -> bool:
+                return (await relay.readiness()).degraded
+
+            await eventually(degraded, "/ready is degraded while the paused broker has work")
+            readiness = await relay.readiness()
+            assert readiness.ok is True  # writes go on: not unready
+            assert readiness.details["broker"] == "stale"
+            assert readiness.details["broker_verified_age_seconds"] >= 1.5
+            assert "3 events wait" in readiness.details["reason"]
+        finally:
+            kafka_broker.resume()
+        await eventually(lambda: _empty(db), "the events go out after the resume")
+
+        async def healthy() -> bool:
+            result = await relay.readiness()
+            return result.details["broker"] == "verified" and not result.degraded
+
+        await eventually(healthy, "/ready is back to verified")
     finally:
         await relay.stop()
 

@@ -7,8 +7,8 @@ VERSION: v1.0.0
 UPDATED: 2026-12-02 06:00:00
 ================================================================
 
-A real database (with the shared outbox and idempotency tables, made by their migration
-helpers) and the session's real broker; the spec is a small one made here.
+A real database (with the shared outbox, idempotency and runtime settings tables, made by
+their migration helpers) and the session's real broker; the spec is a small one made here.
 """
 
 # === IMPORTS ===
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from lkern_common.idempotency import create_idempotency_table_v1
 from lkern_common.outbox.model import create_outbox_table_v1
 from lkern_common.registry import load_service_entry
+from lkern_common.runtime_config import create_runtime_settings_table_v1
 from lkern_common.service import LifespanHook, ServiceContext, ServiceSpec, create_service_app
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
@@ -49,6 +50,7 @@ def create_shared_tables(connection: Connection) -> None:
     operations = Operations(MigrationContext.configure(connection))
     create_outbox_table_v1(operations)
     create_idempotency_table_v1(operations)
+    create_runtime_settings_table_v1(operations)
 
 
 async def prepare(url: str) -> None:
@@ -144,5 +146,5 @@ def test_a_route_needing_an_undeclared_scope_refuses_the_app(settings: ServiceSe
         routers=[router_needing("orders:write")],
         published_topics=lambda _settings: (),
     )
-    with pytest.raises(RuntimeError, match="GET /api/v1/things/ needs orders:write"):
+    with pytest.raises(RuntimeError, match="GET /things/ needs orders:write"):
         create_service_app(spec, settings)

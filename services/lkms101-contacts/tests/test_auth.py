@@ -3,8 +3,8 @@
 FILE: test_auth.py
 PATH: /services/lkms101-contacts/tests/test_auth.py
 DESCRIPTION: Authentication and scopes against the real contacts app: every way a token is bad
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 """
 
@@ -220,6 +220,8 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
         "POST /api/v1/contacts/": ("contacts:write",),
         "PUT /api/v1/contacts/{contact_id}": ("contacts:write",),
         "DELETE /api/v1/contacts/{contact_id}": ("contacts:write",),
+        "GET /config/log-level": ("lkern:admin",),
+        "PUT /config/log-level": ("lkern:admin",),
     }
     assert {getattr(route, "path", None) for _, route, _ in app_routes(app)} >= PUBLIC_PATHS - {
         "/docs/oauth2-redirect"

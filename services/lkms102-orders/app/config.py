@@ -4,7 +4,7 @@ FILE: config.py
 PATH: /services/lkms102-orders/app/config.py
 DESCRIPTION: Configuration of the orders service (environment variables, local defaults)
 VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 """
 
@@ -78,6 +78,18 @@ class Settings(ServiceSettings):
         le=5,
         description="Attempts of a call to contacts that answers UNAVAILABLE (1 = no retry)",
     )
+    contacts_grpc_breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="Calls in a row that find contacts unreachable before the circuit breaker "
+        "opens (then creates and confirmations answer 503 at once)",
+    )
+    contacts_grpc_breaker_open_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds the open circuit breaker fails calls to contacts at once before "
+        "letting one probe through",
+    )
 
     # --- contact events consumer ---
     kafka_consumer_enabled: bool = Field(
@@ -96,6 +108,8 @@ class Settings(ServiceSettings):
             target=self.contacts_grpc_target,
             timeout_seconds=self.contacts_grpc_timeout_seconds,
             max_attempts=self.contacts_grpc_max_attempts,
+            breaker_failure_threshold=self.contacts_grpc_breaker_failure_threshold,
+            breaker_open_seconds=self.contacts_grpc_breaker_open_seconds,
             tls_ca=self.grpc_tls_ca,
             tls_cert=self.grpc_tls_cert,
             tls_key=self.grpc_tls_key,

@@ -3,8 +3,8 @@
 FILE: test_api.py
 PATH: /services/lkms102-orders/tests/test_api.py
 DESCRIPTION: REST API tests against a real PostgreSQL and a real contacts service process
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:15:00
 ================================================================
 """
 
@@ -13,6 +13,8 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -777,6 +779,56 @@ async def test_openapi_documents_money_as_strings(client: httpx.AsyncClient) -> 
 
 
 # === CONTACTS OUTAGE ===
+@asynccontextmanager
+async def hung_peer() -> AsyncIterator[str]:
+    """A TCP address that accepts connections and never answers (a hung contacts service)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_a_create_waiting_for_contacts_holds_no_pooled_connection(
+    test_database: TestDatabase, broker: LocalBroker, dev_pki: DevPki
+) -> None:
+    # One pooled connection: a create that held it while contacts does not answer (the
+    # deadline) would make every read wait behind it.
+    async with hung_peer() as target:
+        settings = make_settings(
+            test_database,
+            broker,
+            target,
+            dev_pki,
+            kafka_consumer_enabled=False,
+            db_pool_size=1,
+            db_max_overflow=0,
+            contacts_grpc_timeout_seconds=3.0,
+        )
+        async with running_app(settings) as application, http_client(application) as client:
+            creates = [
+                asyncio.create_task(client.post(API, json={"contact_id": 1, "lines": [LINE]}))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.3)  # the creates wait for contacts now
+            reads = []
+            for _ in range(5):
+                started = time.monotonic()
+                assert (await client.get(API)).status_code == 200
+                reads.append(time.monotonic() - started)
+            answers = await asyncio.gather(*creates)
+    assert max(reads) < 1.0, reads
+    assert [answer.status_code for answer in answers] == [503, 503, 503]
+    assert all(answer.headers["Retry-After"] for answer in answers)
+
+
 async def test_contacts_down_is_503_without_changes_and_recovers_after_restart(
     test_database: TestDatabase,
     contacts_database: TestDatabase,
@@ -803,9 +855,20 @@ async def test_contacts_down_is_503_without_changes_and_recovers_after_restart(
                 "detail": f"The contacts service is unavailable, so contact {contact['id']} "
                 "cannot be validated; no order was changed. Try again later."
             }
+            assert down.headers["Retry-After"] == "1"
             confirm = await set_status(client, draft["id"], "confirmed")
             assert confirm.status_code == 503
+            assert confirm.headers["Retry-After"] == "1"
             assert (await client.get(f"{API}{draft['id']}")).json()["status"] == "draft"
+            # Found unreachable CONTACTS_GRPC_BREAKER_FAILURE_THRESHOLD times in a row: the
+            # circuit is open, and Retry-After says when it probes again.
+            for _ in range(settings.contacts_grpc_breaker_failure_threshold):
+                await client.post(API, json=body)
+            refused = await client.post(API, json=body)
+            assert refused.status_code == 503
+            assert application.state.contacts_client.breaker.state == "opened"
+            open_s = settings.contacts_grpc_breaker_open_seconds
+            assert 1 <= int(refused.headers["Retry-After"]) <= open_s
             async with db.transaction() as session:
                 assert len((await session.scalars(select(Order))).all()) == 1
             # Reads do not need contacts.

@@ -3,8 +3,8 @@
 FILE: test_auth.py
 PATH: /services/lkms102-orders/tests/test_auth.py
 DESCRIPTION: Authentication and scopes against the real orders app; every route declares a scope
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:55:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 
 The ways a token can be bad are tested once, against contacts (same shared code); here: orders'
@@ -89,6 +89,8 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
         "PUT /api/v1/orders/{order_id}": ("orders:write",),
         "POST /api/v1/orders/{order_id}/status": ("orders:write",),
         "DELETE /api/v1/orders/{order_id}": ("orders:write",),
+        "GET /config/log-level": ("lkern:admin",),
+        "PUT /config/log-level": ("lkern:admin",),
     }
 
 

@@ -4,8 +4,8 @@ FILE: test_services.py
 PATH: /services/lkms102-orders/tests/test_services.py
 DESCRIPTION: Business logic tests: money rules and state machine (pure), read model and orders
              service against a real PostgreSQL
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -35,10 +35,8 @@ from app.services.order_status import (
     check_transition,
 )
 from app.services.orders_service import (
-    ContactsNotConfiguredError,
     OrderNotFoundError,
     OrdersReader,
-    OrdersService,
     format_order_number,
 )
 
@@ -211,12 +209,3 @@ async def test_read_model_deletion_first_then_create_event(db: Database) -> None
 async def test_get_unknown_order_raises_not_found(db: Database) -> None:
     with pytest.raises(OrderNotFoundError, match="Order with id 5 not found"):
         await OrdersReader(db).get_order_view(5)
-
-
-async def test_creating_without_a_contact_directory_is_a_wiring_error(db: Database) -> None:
-    data = OrderCreate.model_validate(
-        {"contact_id": 1, "lines": [{"description": "x", "quantity": 1, "unit_price": 1}]}
-    )
-    async with db.transaction() as session:
-        with pytest.raises(ContactsNotConfiguredError):
-            await OrdersService(session).create_order(data)

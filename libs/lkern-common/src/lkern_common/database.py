@@ -3,14 +3,16 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -30,6 +32,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import instrument_engine
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -63,7 +66,92 @@ CONNECTION_LOST_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 
+# SQLSTATEs that mean "the database is not available right now", not a fault of the statement:
+# class 08 connection exception (refused, reset, lost), 57P01 terminated by an administrator,
+# 57P02 crash shutdown, 57P03 cannot connect now ("the database system is shutting down" /
+# "is starting up"), 57P05 idle session timeout, 53300 too many connections.
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "57P05", "53300")
+
+# errno values of a socket error that mean the server cannot be reached or went away.
+UNREACHABLE_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+        errno.EPIPE,
+    }
+)
+
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+# === CLASSIFICATION ===
+def _is_unavailable_itself(error: BaseException) -> bool:
+    """True when ``error`` alone (not what it was raised from) says the database is away."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True  # the pool's wait for a connection timed out; a connection was lost
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True  # the driver's connection or protocol failed (DB-API's meaning of both)
+    if isinstance(error, asyncpg.InterfaceError):
+        # "connection is closed", but not a value the driver could not encode (a bug)
+        return not isinstance(error, ValueError)
+    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InternalClientError):
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
+        return True
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return isinstance(error, OSError) and error.errno in UNREACHABLE_ERRNOS
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """
+    True when ``error``, or an exception it was raised from (``__cause__``, ``__context__``,
+    SQLAlchemy's ``orig``), means "the database is not available right now" rather than a bug:
+    the server shutting down or starting up, too many connections, a connection terminated by
+    an administrator, refused, reset or timed out, a pool timeout. Raw asyncpg errors (hot
+    reads on the driver) and SQLAlchemy's wrappers of them (often a plain ``DBAPIError``) are
+    both recognised. REST answers these 503 with ``Retry-After``, gRPC ``UNAVAILABLE``, the
+    event consumer retries instead of dead-lettering (docs/errors.md).
+    """
+    chain = _error_chain(error)
+    if any(
+        isinstance(item, asyncpg.InterfaceError) and isinstance(item, ValueError) for item in chain
+    ):
+        return False  # asyncpg's DataError / ClientConfigurationError, however wrapped: a bug
+    return any(_is_unavailable_itself(item) for item in chain)
+
+
+def error_summary(error: BaseException) -> str:
+    """``Class: first line of the message``: enough for a log line, never a stack trace."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception it was raised from (cause, context, SQLAlchemy's orig)."""
+    seen: dict[int, BaseException] = {}
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen[id(current)] = current
+        orig = getattr(current, "orig", None)
+        pending += [
+            current.__cause__,
+            current.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+    return list(seen.values())
 
 
 # === BASE ===
@@ -136,6 +224,8 @@ class Database:
             echo=settings.db_echo,
             connect_args={"server_settings": {"application_name": settings.service_name}},
         )
+        # A span per statement while tracing is on (lkern_common.tracing; no-op when off).
+        instrument_engine(self.engine)
         self._slots = settings.db_pool_size + settings.db_max_overflow
         self._gate: asyncio.Semaphore | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None

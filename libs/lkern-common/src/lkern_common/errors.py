@@ -3,8 +3,8 @@
 FILE: errors.py
 PATH: /libs/lkern-common/src/lkern_common/errors.py
 DESCRIPTION: Domain errors that carry their HTTP status and gRPC code (one error contract)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 """
 
@@ -53,7 +53,14 @@ class ConflictError(DomainError):
 
 
 class ServiceUnavailableError(DomainError):
-    """A service this one depends on cannot be reached (503)."""
+    """
+    A service this one depends on cannot be reached (503). REST sends ``Retry-After`` with
+    ``retry_after_seconds``: when to try again (a circuit breaker knows when it probes again).
+    """
 
     status_code = 503
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)

@@ -3,8 +3,8 @@
 FILE: events.py
 PATH: /libs/lkern-common/src/lkern_common/events.py
 DESCRIPTION: Event envelope shared by every service: event id, version, time, source, headers
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:10:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Every event a service publishes is a JSON object with the service's own fields (for contacts the
@@ -21,7 +21,8 @@ plus the contact snapshot) and this envelope:
 
 The Kafka headers repeat the envelope CloudEvents-style (``ce_id``, ``ce_type``, ``ce_source``,
 ``ce_time``, ``ce_specversion``, ``content-type``) and carry the request id
-(``x-request-id``), so a consumer can route and trace without parsing the value.
+(``x-request-id``) and, when tracing is on, the W3C trace context of the change
+(``traceparent``, ``tracestate``), so a consumer can route and trace without parsing the value.
 The contract is documented in docs/events.md.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id, get_subject
+from lkern_common.tracing import trace_headers
 
 # === CONSTANTS ===
 DEFAULT_EVENT_VERSION = 1
@@ -118,4 +120,7 @@ def build_event(
     request_id = request_id or get_request_id()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
+    # The W3C trace context of the change (traceparent / tracestate; none while tracing is
+    # off): stored with the event in the outbox, the relay's publish continues that trace.
+    headers.update(trace_headers())
     return EventEnvelope(topic=topic, key=key, payload=payload, headers=headers)

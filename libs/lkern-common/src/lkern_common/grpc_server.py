@@ -5,7 +5,7 @@ PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
 DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
              error contract (DomainError → status), checked request messages, graceful stop
 VERSION: v1.3.0
-UPDATED: 2026-12-02 06:00:00
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -44,7 +44,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from lkern_common.auth import TokenVerifier
-from lkern_common.database import Database
+from lkern_common.database import Database, error_summary, is_database_unavailable
 from lkern_common.errors import DomainError
 from lkern_common.grpc_auth import (
     AuthorizationInterceptor,
@@ -57,6 +57,7 @@ from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.grpc_wire import BadRequest, checked_deserializer
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import grpc_server_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_HEALTH_INTERVAL_SECONDS = 5.0
 INTERNAL_ERROR_DETAILS = "Internal server error"
+DATABASE_UNAVAILABLE_DETAILS = "Service temporarily unavailable: the database cannot be reached"
 # SO_REUSEPORT (grpc's default on Linux) would let a second process bind the same port silently
 # and steal half of the connections; a port clash must fail loudly instead. Only the workers of
 # one service share their port on purpose (GrpcServer(reuse_port=True), HTTP_WORKERS > 1).
@@ -100,6 +102,9 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):
     - a request message that does not decode, or a 32-bit integer sent as a wider value, is
       INVALID_ARGUMENT before the servicer runs (lkern_common.grpc_wire);
     - a `DomainError` the servicer raises ends the RPC with its `grpc_code` and message;
+    - an error that means "the database is not available right now"
+      (`lkern_common.database.is_database_unavailable`, the same test as REST's 503) is
+      UNAVAILABLE, logged in one line without a stack trace: the client may retry;
     - any other exception is logged and answered INTERNAL "Internal server error" (instead of
       grpc's UNKNOWN that echoes the exception text). `context.abort(...)` passes through.
     """
@@ -147,8 +152,18 @@ class RefuseBadRequestInterceptor(grpc.aio.ServerInterceptor):
         return rewrap_handler(handler, lambda behavior: _refusing(behavior, method))
 
 
-async def _internal_error(context: grpc.aio.ServicerContext[Any, Any], method: str) -> NoReturn:
-    """Log the exception being handled and end the RPC with INTERNAL."""
+async def _internal_error(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: Exception
+) -> NoReturn:
+    """
+    End the RPC for an exception the servicer did not handle: UNAVAILABLE when the database is
+    away (one WARNING line), else INTERNAL (logged with its stack trace).
+    """
+    if is_database_unavailable(error):
+        logger.warning(
+            "gRPC %s: database unavailable, answered UNAVAILABLE (%s)", method, error_summary(error)
+        )
+        await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE_DETAILS)
     logger.exception("Unhandled error in gRPC method %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
@@ -213,8 +228,8 @@ def _wrap(behavior: Any, method: str, request_id: str) -> Any:
                 raise
             except DomainError as error:
                 await _domain_error(context, method, error)
-            except Exception:
-                await _internal_error(context, method)
+            except Exception as error:
+                await _internal_error(context, method, error)
             finally:
                 with contextlib.suppress(ValueError):  # finalised in another context
                     request_id_var.reset(token)
@@ -230,8 +245,8 @@ def _wrap(behavior: Any, method: str, request_id: str) -> Any:
                 raise
             except DomainError as error:
                 await _domain_error(context, method, error)
-            except Exception:
-                await _internal_error(context, method)
+            except Exception as error:
+                await _internal_error(context, method, error)
             finally:
                 request_id_var.reset(token)
 
@@ -384,6 +399,9 @@ class GrpcServer:
         self._tls = tls
         self._requirements: dict[str, frozenset[str]] = {}
         self._interceptors = (
+            # Outermost: the SERVER span (trace context from the caller's metadata) covers the
+            # authorisation too; empty while tracing is off (lkern_common.tracing).
+            *grpc_server_interceptors(),
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
             RefuseBadRequestInterceptor(),

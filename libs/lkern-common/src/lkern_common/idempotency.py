@@ -3,8 +3,8 @@
 FILE: idempotency.py
 PATH: /libs/lkern-common/src/lkern_common/idempotency.py
 DESCRIPTION: Idempotency keys for POSTs: stored responses, replay, migration helpers, expiry
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:20:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 
 A client sends ``Idempotency-Key: <key>`` (IETF httpapi draft) on a POST that creates or
@@ -25,6 +25,12 @@ change. A route uses it like this (the same session as the change)::
 - :meth:`Idempotency.save` stores the response in the request's transaction, so it commits
   with the change or not at all. Only successful answers are stored: an error rolls the
   transaction back, nothing changed, and a retry runs again.
+- A route that must do slow work before its transaction (orders asks contacts first, so that no
+  pooled connection waits for that answer) takes :data:`IdempotencyRequestDep` instead: its
+  :meth:`IdempotencyRequest.stored_answer` replays a finished request without a transaction
+  (so a retry is answered even while the slow dependency is down), and
+  :meth:`IdempotencyRequest.bind` gives the :class:`Idempotency` of the transaction it opens
+  afterwards (``replay`` there is still the authoritative check, under the lock).
 - Keys are scoped to the caller (:func:`caller_identity`) and the route (method and path), and
   expire after ``IDEMPOTENCY_KEY_TTL_SECONDS``; :class:`IdempotencyKeyCleaner` deletes expired
   rows in the service.
@@ -40,6 +46,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, cast
 
@@ -51,7 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lkern_common.database import Base, Database
+from lkern_common.database import Base, Database, Query
 from lkern_common.errors import BadRequestError, ConflictError, DomainError
 from lkern_common.request_context import get_subject
 from lkern_common.settings import ServiceSettings
@@ -104,6 +111,13 @@ class IdempotencyKey(Base):
 
 
 KEYS = cast(sa.Table, IdempotencyKey.__table__)
+STORED_ANSWER = Query(
+    sa.select(KEYS.c.fingerprint, KEYS.c.status_code, KEYS.c.headers, KEYS.c.body)
+    .where(KEYS.c.caller == sa.bindparam("caller"))
+    .where(KEYS.c.route == sa.bindparam("route"))
+    .where(KEYS.c.key == sa.bindparam("key"))
+    .where(KEYS.c.expires_at > func.now())
+)
 
 
 # === MIGRATION HELPERS ===
@@ -202,6 +216,21 @@ def json_response(model: BaseModel, status_code: int, version: int) -> Response:
     return response
 
 
+def _replayed(stored: Any, body_fingerprint: str, what: str) -> Response:
+    """The stored answer with ``Idempotent-Replayed: true``; 422 when the body differs."""
+    if stored.fingerprint != body_fingerprint:
+        raise IdempotencyKeyReusedError()
+    headers = stored.headers
+    if isinstance(headers, str):  # read on the driver: JSON text
+        headers = json.loads(headers)
+    logger.info("Replayed the answer to %s", what)
+    return Response(
+        content=bytes(stored.body),
+        status_code=stored.status_code,
+        headers={**headers, REPLAYED_HEADER: "true"},
+    )
+
+
 # === STORE ===
 class Idempotency:
     """The Idempotency-Key of one request (or none) and its stored answer, in its transaction."""
@@ -245,14 +274,7 @@ class Idempotency:
         ).first()
         if stored is None:
             return None
-        if stored.fingerprint != self._fingerprint:
-            raise IdempotencyKeyReusedError()
-        logger.info("Replayed the answer to %s for %s %s", self.key, self.caller, self.route)
-        return Response(
-            content=stored.body,
-            status_code=stored.status_code,
-            headers={**stored.headers, REPLAYED_HEADER: "true"},
-        )
+        return _replayed(stored, self._fingerprint, f"{self.key} for {self.caller} {self.route}")
 
     async def save(self, response: Response) -> Response:
         """Store ``response`` for this key in the request's transaction; returns it."""
@@ -281,15 +303,45 @@ class Idempotency:
         return response
 
 
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    """A request's Idempotency-Key (or none), before any transaction is open."""
+
+    caller: str
+    route: str
+    key: str | None
+    ttl: float
+
+    async def stored_answer(self, db: Database, body: BaseModel) -> Response | None:
+        """
+        The stored answer of a finished request with this key and body (a short read, no
+        transaction, no lock), or None; 422 when the key was used with another body. A request
+        with this key still running is not seen here: the transaction's ``replay`` sees it.
+        """
+        if self.key is None:
+            return None
+        stored = await db.fetch_one(
+            STORED_ANSWER, caller=self.caller, route=self.route, key=self.key
+        )
+        if stored is None:
+            return None
+        return _replayed(stored, fingerprint(body), f"{self.key} for {self.caller} {self.route}")
+
+    def bind(self, session: AsyncSession) -> "Idempotency":
+        """The key bound to ``session``'s transaction (``replay`` under the lock, ``save``)."""
+        return Idempotency(
+            session, caller=self.caller, route=self.route, key=self.key, ttl=self.ttl
+        )
+
+
 # === DEPENDENCIES ===
 def install_idempotency(app: Any, settings: ServiceSettings) -> None:
     """Make the service's key lifetime known to the Idempotency dependency."""
     app.state.idempotency_ttl_seconds = settings.idempotency_key_ttl_seconds
 
 
-async def get_idempotency(
+async def get_idempotency_request(
     request: Request,
-    session: SessionDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -298,15 +350,22 @@ async def get_idempotency(
             "change; keys expire after IDEMPOTENCY_KEY_TTL_SECONDS (default 24 h)",
         ),
     ] = None,
-) -> Idempotency:
-    """The request's Idempotency-Key, bound to the request's transaction."""
-    return Idempotency(
-        session,
+) -> IdempotencyRequest:
+    """The request's Idempotency-Key, not bound to a transaction yet."""
+    return IdempotencyRequest(
         caller=caller_identity(request),
         route=f"{request.method} {request.url.path}",
         key=parse_key(idempotency_key) if idempotency_key is not None else None,
         ttl=request.app.state.idempotency_ttl_seconds,
     )
+
+
+IdempotencyRequestDep = Annotated[IdempotencyRequest, Depends(get_idempotency_request)]
+
+
+async def get_idempotency(idempotency: IdempotencyRequestDep, session: SessionDep) -> Idempotency:
+    """The request's Idempotency-Key, bound to the request's transaction."""
+    return idempotency.bind(session)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

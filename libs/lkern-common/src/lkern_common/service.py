@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc.aio
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.database import Database
@@ -58,7 +59,7 @@ from lkern_common.registry import ServiceEntry
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.app_factory import create_web_app
 from lkern_common.web.health import ReadinessCheck, add_readiness_check, database_check
-from lkern_common.web.security import app_routes, declared_scopes
+from lkern_common.web.security import declared_scopes
 
 if TYPE_CHECKING:
     # Only its type: importing it registers the inbox table on the shared metadata, which a
@@ -236,12 +237,18 @@ def _lifespan(
 
 
 # === SCOPES ===
-def check_declared_scopes(app: FastAPI, entry: ServiceEntry) -> None:
-    """Refuse a route that needs a scope its service did not declare ([tool.lkern] scopes)."""
+def check_declared_scopes(routers: Sequence[APIRouter], entry: ServiceEntry) -> None:
+    """
+    Refuse a route of the service's routers that needs a scope the service did not declare
+    ([tool.lkern] scopes). The library's own routes (/config/log-level: lkern:admin) are not
+    the service's and are not checked here.
+    """
     undeclared = sorted(
-        f"{name} needs {scope}"
-        for name, _original, served in app_routes(app)
-        for scope in declared_scopes(served) or ()
+        f"{','.join(sorted(route.methods or []))} {route.path} needs {scope}"
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for scope in declared_scopes(route) or ()
         if scope not in entry.scopes
     )
     if undeclared:
@@ -258,7 +265,9 @@ def create_service_app(spec: ServiceSpec[SettingsT], settings: SettingsT) -> Fas
     with the whole lifespan of its spec (see the module docstring). ``python -m app`` serves it
     (lkern_common.web.serve) with the gRPC server in the same process.
     """
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, log_format=settings.log_format, service=settings.service_name
+    )
     app = create_web_app(
         settings,
         title=spec.entry.title,
@@ -266,7 +275,7 @@ def create_service_app(spec: ServiceSpec[SettingsT], settings: SettingsT) -> Fas
         lifespan=_lifespan(spec, settings),
         routers=spec.routers,
     )
-    check_declared_scopes(app, spec.entry)
+    check_declared_scopes(spec.routers, spec.entry)
     for hook in spec.app_hooks:
         hook(app, settings)
     return app

@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -79,6 +79,17 @@ class ServiceSettings(BaseSettings):
 
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: the standard's line format; json: one JSON object per line "
+        "(timestamp, level, logger, message, service, request and trace ids, exception)",
+    )
+    log_level_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each worker reads the log level set with PUT /config/log-level "
+        "(stored in the service's database; docs/observability.md)",
+    )
     log_requests: bool = Field(
         default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
     )
@@ -318,6 +329,18 @@ class ServiceSettings(BaseSettings):
         default=5.0,
         ge=0,
         description="At shutdown, how long the relay may finish the batch it is publishing",
+    )
+    outbox_broker_check_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="While the outbox is idle, how often the relay verifies the broker with a "
+        "metadata round trip (/ready shows the age of the last verification)",
+    )
+    outbox_broker_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="/ready reports the outbox degraded when events wait and the broker was "
+        "last verified (publish or metadata round trip) longer ago than this",
     )
 
     # === VALIDATORS ===

@@ -3,8 +3,8 @@
 FILE: __init__.py
 PATH: /services/lkms101-contacts/app/models/__init__.py
 DESCRIPTION: SQLAlchemy models of the contacts service
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 """
 
@@ -12,5 +12,6 @@ UPDATED: 2026-11-26 10:30:00
 from app.models.contact import Contact
 from lkern_common.idempotency import IdempotencyKey
 from lkern_common.outbox.model import OutboxEvent
+from lkern_common.runtime_config import RuntimeSetting
 
-__all__ = ["Contact", "IdempotencyKey", "OutboxEvent"]
+__all__ = ["Contact", "IdempotencyKey", "OutboxEvent", "RuntimeSetting"]

@@ -3,8 +3,8 @@
 FILE: __init__.py
 PATH: /services/lkms102-orders/app/models/__init__.py
 DESCRIPTION: SQLAlchemy models of the orders service
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 """
 
@@ -14,5 +14,14 @@ from app.models.order import Order, OrderLine
 from lkern_common.idempotency import IdempotencyKey
 from lkern_common.kafka.inbox import InboxEvent
 from lkern_common.outbox.model import OutboxEvent
+from lkern_common.runtime_config import RuntimeSetting
 
-__all__ = ["ContactReadModel", "IdempotencyKey", "InboxEvent", "Order", "OrderLine", "OutboxEvent"]
+__all__ = [
+    "ContactReadModel",
+    "IdempotencyKey",
+    "InboxEvent",
+    "Order",
+    "OrderLine",
+    "OutboxEvent",
+    "RuntimeSetting",
+]

@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import DatabaseDep, SessionDep
+from app.database import Database, DatabaseDep, SessionDep
 from app.schemas.order import (
     ContactSummary,
     OrderCreate,
@@ -23,21 +23,32 @@ from app.schemas.order import (
     OrderUpdate,
 )
 from app.services.contact_directory import ContactDirectory
-from app.services.order_status import OrderStatus
-from app.services.orders_service import OrdersReader, OrdersService, OrderView
+from app.services.order_status import OrderStatus, check_transition
+from app.services.orders_service import (
+    ContactCheck,
+    OrdersReader,
+    OrdersService,
+    OrderView,
+    check_contact,
+)
 from lkern_common.auth import ORDERS_READ, ORDERS_WRITE
 from lkern_common.database import INT32_MAX
-from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
+from lkern_common.idempotency import (
+    IDEMPOTENCY_RESPONSES,
+    IdempotencyRequestDep,
+    json_response,
+)
 from lkern_common.web.conditional import (
     ETAG_RESPONSE_HEADER,
     NOT_MODIFIED_RESPONSE,
     PRECONDITION_RESPONSES,
+    IfMatch,
     IfMatchDep,
     IfNoneMatchHeader,
     not_modified,
     set_etag,
 )
-from lkern_common.web.openapi import LIST_RESPONSES
+from lkern_common.web.openapi import LIST_RESPONSES, UNAVAILABLE
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
 
@@ -51,16 +62,25 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 CONTACT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The contact is unknown, inactive or deleted (reason from contacts)"},
-    503: {"description": "The contacts service is unavailable; nothing was changed"},
+    503: {
+        "description": "The contacts service (or the database) is unavailable; nothing was "
+        "changed. `Retry-After` says when to try again",
+        "headers": {"Retry-After": UNAVAILABLE["headers"]["Retry-After"]},
+    },
 }
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_RESPONSE_HEADER}}
 OrderId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Order ID")]
 
 
 # === DEPENDENCIES ===
-async def get_orders_service(request: Request, session: SessionDep) -> OrdersService:
-    """The orders service bound to this request's transaction and the contacts client."""
-    return OrdersService(session, ContactDirectory(request.app.state.contacts_client))
+async def get_orders_service(session: SessionDep) -> OrdersService:
+    """The orders service bound to this request's transaction."""
+    return OrdersService(session)
+
+
+async def get_contact_directory(request: Request) -> ContactDirectory:
+    """Contacts as orders asks it (the app's client: deadline, retries, circuit breaker)."""
+    return ContactDirectory(request.app.state.contacts_client)
 
 
 async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
@@ -72,6 +92,7 @@ async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
 # changes orders:write. A route without one makes the app refuse to start.
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
 ReaderDep = Annotated[OrdersReader, Depends(get_orders_reader)]
+ContactsDep = Annotated[ContactDirectory, Depends(get_contact_directory)]
 
 
 # === CONVERSION ===
@@ -161,19 +182,25 @@ async def get_order(
     dependencies=[requires(ORDERS_WRITE)],
 )
 async def create_order(
-    order: OrderCreate, service: ServiceDep, idempotency: IdempotencyDep
+    order: OrderCreate, db: DatabaseDep, contacts: ContactsDep, idempotency: IdempotencyRequestDep
 ) -> Response:
     """
     Create a draft order for a contact validated by lkms101-contacts: the service assigns the
     number, computes line totals and the total (400 for an unknown, inactive or deleted
-    contact; 503 when contacts cannot be reached). With an `Idempotency-Key`, a retry gets
-    the first answer again and never creates a second order.
+    contact; 503 with `Retry-After` when contacts cannot be reached). With an
+    `Idempotency-Key`, a retry gets the first answer again and never creates a second order.
     """
-    if (replayed := await idempotency.replay(order)) is not None:
+    # A retry of a finished request is answered without asking contacts.
+    if (replayed := await idempotency.stored_answer(db, order)) is not None:
         return replayed
-    view = await service.create_order(order)
-    answer = order_response(view)
-    return await idempotency.save(json_response(answer, status.HTTP_201_CREATED, answer.version))
+    # Contacts answers before the transaction starts: no pooled connection waits for it.
+    checked = await check_contact(db, contacts, order.contact_id)
+    async with db.transaction() as session:
+        keyed = idempotency.bind(session)
+        if (replayed := await keyed.replay(order)) is not None:
+            return replayed
+        answer = order_response(await OrdersService(session).create_order(order, checked))
+        return await keyed.save(json_response(answer, status.HTTP_201_CREATED, answer.version))
 
 
 # === UPDATE ORDER ===
@@ -216,19 +243,48 @@ async def update_order(
 async def change_order_status(
     order_id: OrderId,
     change: OrderStatusChange,
-    service: ServiceDep,
+    db: DatabaseDep,
+    contacts: ContactsDep,
     if_match: IfMatchDep,
-    idempotency: IdempotencyDep,
+    idempotency: IdempotencyRequestDep,
 ) -> Response:
     """
     Change the status: draft → confirmed → fulfilled, draft|confirmed → cancelled; anything
     else is 409 naming the current status (412 when `If-Match` is stale). Confirming
     validates the contact again. With an `Idempotency-Key`, a retry gets the first answer.
     """
-    if (replayed := await idempotency.replay(change)) is not None:
+    if (replayed := await idempotency.stored_answer(db, change)) is not None:
         return replayed
-    answer = order_response(await service.change_status(order_id, change.status, if_match))
-    return await idempotency.save(json_response(answer, status.HTTP_200_OK, answer.version))
+    checked = await _confirmable_contact(db, contacts, order_id, change.status, if_match)
+    async with db.transaction() as session:
+        keyed = idempotency.bind(session)
+        if (replayed := await keyed.replay(change)) is not None:
+            return replayed
+        view = await OrdersService(session).change_status(
+            order_id, change.status, if_match, contact_check=checked
+        )
+        answer = order_response(view)
+        return await keyed.save(json_response(answer, status.HTTP_200_OK, answer.version))
+
+
+async def _confirmable_contact(
+    db: Database,
+    contacts: ContactDirectory,
+    order_id: int,
+    target: OrderStatus,
+    if_match: IfMatch | None,
+) -> ContactCheck | None:
+    """
+    For a confirmation: contacts' check of the order's contact, asked before the transaction
+    (404, 412 and 409 are answered first, without asking contacts). None for other targets.
+    """
+    if target != OrderStatus.CONFIRMED:
+        return None
+    current = (await OrdersReader(db).get_order_view(order_id)).order
+    if if_match is not None:
+        if_match.check(current.version)  # checked again under the row lock
+    check_transition(current.number, OrderStatus(current.status), target)
+    return await check_contact(db, contacts, current.contact_id)
 
 
 # === DELETE ORDER ===

@@ -2,9 +2,10 @@
 ================================================================
 FILE: orders_service.py
 PATH: /services/lkms102-orders/app/services/orders_service.py
-DESCRIPTION: Orders logic: reads (OrdersReader); create, edit, status, delete (OrdersService)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:15:00
+DESCRIPTION: Orders logic: reads (OrdersReader); the contact check asked of contacts before a
+             transaction (check_contact); create, edit, status, delete (OrdersService)
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 """
 
@@ -38,6 +39,7 @@ from app.outbox_events import write_order_event
 from app.schemas.order import OrderCreate, OrderLineIn, OrderUpdate
 from app.services import contacts_read_model
 from app.services.contact_directory import ContactDirectory, ContactRejectedError
+from app.services.contacts_read_model import ContactState
 from app.services.money import order_total
 from app.services.order_status import OrderNotEditableError, OrderStatus, check_transition
 from lkern_common.contracts.orders import (
@@ -67,8 +69,11 @@ class OrderNotFoundError(NotFoundError):
         super().__init__(f"Order with id {order_id} not found")
 
 
-class ContactsNotConfiguredError(RuntimeError):
-    """A use case that validates contacts ran without a ContactDirectory (a wiring bug)."""
+class ContactCheckMissingError(RuntimeError):
+    """Confirming ran without contacts' check of the order's contact (a wiring bug: 500)."""
+
+    def __init__(self, order_id: int) -> None:
+        super().__init__(f"Confirming order {order_id} needs a ContactCheck of its contact")
 
 
 # === HELPERS ===
@@ -227,6 +232,48 @@ class OrdersReader:
         ]
 
 
+# === CONTACT CHECK ===
+# Contacts is asked before the order's transaction starts: no pooled connection waits for its
+# answer (with contacts slow or down, waiting creates held the pool's slots and every other
+# request of orders, reads included, queued behind them).
+READ_MODEL_STATE = Query(
+    select(READ_MODEL.c.version, READ_MODEL.c.is_active, READ_MODEL.c.deleted).where(
+        READ_MODEL.c.id == bindparam("contact_id")
+    )
+)
+
+
+@dataclass(frozen=True)
+class ContactCheck:
+    """
+    What contacts said about a contact, asked before the transaction: it may take orders
+    (ValidateContact), and, when the read model did not show it usable, contacts' own snapshot
+    (GetContact) with the read model's version at that moment (None: no row).
+    """
+
+    contact_id: int
+    snapshot: ContactState | None = None
+    read_model_version: int | None = None
+
+
+async def check_contact(db: Database, contacts: ContactDirectory, contact_id: int) -> ContactCheck:
+    """
+    Ask contacts whether ``contact_id`` may take orders, outside any transaction (400 with
+    contacts' reason when not, 503 when contacts cannot be asked, at once while its circuit
+    breaker is open). When the read model does not know the contact yet (its event has not
+    arrived) or says it is inactive or deleted, GetContact's snapshot is fetched too, for
+    :meth:`OrdersService` to merge in its transaction.
+    """
+    await contacts.validate(contact_id)
+    row = await db.fetch_one(READ_MODEL_STATE, contact_id=contact_id)
+    if row is not None and row.is_active and not row.deleted:
+        return ContactCheck(contact_id)
+    snapshot = await contacts.fetch(contact_id)
+    if snapshot is None:
+        raise ContactRejectedError(f"Contact with id {contact_id} not found")
+    return ContactCheck(contact_id, snapshot, None if row is None else row.version)
+
+
 # === SERVICE ===
 class OrdersService:
     """
@@ -237,15 +284,8 @@ class OrdersService:
     created_by / updated_by / status_changed_by, carried by the event as `actor`.
     """
 
-    def __init__(self, session: AsyncSession, contacts: ContactDirectory | None = None) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self._contacts = contacts
-
-    @property
-    def contacts(self) -> ContactDirectory:
-        if self._contacts is None:
-            raise ContactsNotConfiguredError("OrdersService needs a ContactDirectory here")
-        return self._contacts
 
     async def _lock_order(self, order_id: int, if_match: IfMatch | None = None) -> Order:
         """
@@ -267,23 +307,25 @@ class OrdersService:
         return order
 
     # --- contact checks ---
-    async def _usable_contact(self, contact_id: int) -> ContactReadModel:
+    async def _usable_contact(self, check: ContactCheck) -> ContactReadModel:
         """
-        The contact, when it may take orders. ValidateContact decides (unknown / inactive → 400
-        with contacts' reason, unreachable → 503). The read model must agree: when it does not
-        know the contact yet (its event has not arrived) or says it is inactive or deleted,
-        GetContact's answer is merged in by version; a read model that still says inactive
-        afterwards (a newer change than contacts answered) refuses the order (400). A read
-        model that claims a version contacts' answer has not reached is wrong (contacts owns
-        the contact): it is repaired from that answer, and the repair is logged.
+        The contact of ``check`` (contacts said it may take orders), in this transaction. The
+        read model must agree: contacts' snapshot, fetched when the read model did not show the
+        contact usable, is merged in by version; a read model that still says inactive
+        afterwards (a newer change than contacts answered) refuses the order (400). A read model
+        that claims a version contacts' answer has not reached is wrong (contacts owns the
+        contact): it is repaired from that answer, and the repair is logged. A row that changed
+        since the check (an event arrived meanwhile) is merged by version, never overwritten.
         """
-        await self.contacts.validate(contact_id)
+        contact_id = check.contact_id
         contact = await contacts_read_model.get_contact(self.session, contact_id)
-        if contact is None or contact.deleted or not contact.is_active:
-            snapshot = await self.contacts.fetch(contact_id)
-            if snapshot is None:
-                raise ContactRejectedError(f"Contact with id {contact_id} not found")
-            if contact is not None and contact.version >= snapshot.version:
+        snapshot = check.snapshot
+        if snapshot is not None and (contact is None or contact.deleted or not contact.is_active):
+            if (
+                contact is not None
+                and contact.version == check.read_model_version
+                and contact.version >= snapshot.version
+            ):
                 await contacts_read_model.repair_contact(self.session, snapshot, contact.version)
             else:
                 await contacts_read_model.apply_contact_snapshot(self.session, snapshot)
@@ -295,9 +337,12 @@ class OrdersService:
         return contact
 
     # --- create ---
-    async def create_order(self, data: OrderCreate) -> OrderView:
-        """Create a draft order for a validated contact; number and totals by the service."""
-        contact = await self._usable_contact(data.contact_id)
+    async def create_order(self, data: OrderCreate, check: ContactCheck) -> OrderView:
+        """
+        Create a draft order for the contact ``check`` validated (:func:`check_contact`, before
+        this transaction); number and totals by the service.
+        """
+        contact = await self._usable_contact(check)
         connection = await self.session.connection()
         sequence_value, now = (await connection.execute(NEXT_NUMBER)).one()
         lines = _line_values(data.lines)
@@ -377,25 +422,24 @@ class OrdersService:
 
     # --- status ---
     async def change_status(
-        self, order_id: int, target: OrderStatus, if_match: IfMatch | None = None
+        self,
+        order_id: int,
+        target: OrderStatus,
+        if_match: IfMatch | None = None,
+        contact_check: ContactCheck | None = None,
     ) -> OrderView:
         """
         Move the order through the state machine (409 on an illegal transition, 412 when
-        ``if_match`` does not name its version). Confirming validates the contact again (400 /
-        503 as on create).
+        ``if_match`` does not name its version). Confirming needs ``contact_check``: contacts
+        validated the order's contact again before this transaction (400 / 503 as on create).
         """
-        current = await self.session.scalar(select(Order).where(Order.id == order_id))
-        if current is None:
-            raise OrderNotFoundError(order_id)
-        if if_match is not None:
-            if_match.check(current.version)  # fail early; checked again under the lock
-        check_transition(current.number, OrderStatus(current.status), target)
-        if target == OrderStatus.CONFIRMED:
-            # Outside the row lock: a slow contacts service must not block the order row.
-            await self._usable_contact(current.contact_id)
         order = await self._lock_order(order_id, if_match)
+        check_transition(order.number, OrderStatus(order.status), target)
+        if target == OrderStatus.CONFIRMED:
+            if contact_check is None or contact_check.contact_id != order.contact_id:
+                raise ContactCheckMissingError(order_id)
+            await self._usable_contact(contact_check)
         previous = OrderStatus(order.status)
-        check_transition(order.number, previous, target)  # it may have changed meanwhile
         order.status = target
         order.updated_by = order.status_changed_by = get_subject()
         order.status_changed_at = func.now()

@@ -3,8 +3,8 @@
 FILE: __init__.py
 PATH: /libs/lkern-common/src/lkern_common/auth/__init__.py
 DESCRIPTION: Who may call: OAuth 2.0 bearer tokens (JWT) checked against a JWKS, and scopes
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:10:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 
 The whole API::
@@ -28,7 +28,10 @@ CONTACTS_READ = "contacts:read"
 CONTACTS_WRITE = "contacts:write"
 ORDERS_READ = "orders:read"
 ORDERS_WRITE = "orders:write"
-ALL_SCOPES = (CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ, ORDERS_WRITE)
+# Operating a service (GET/PUT /config/log-level on every service): operators only.
+LKERN_ADMIN = "lkern:admin"
+# Every scope: what `lkern token` puts in a development token unless told otherwise.
+ALL_SCOPES = (CONTACTS_READ, CONTACTS_WRITE, ORDERS_READ, ORDERS_WRITE, LKERN_ADMIN)
 
 # === EXPORTS ===
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "ALL_SCOPES",
     "CONTACTS_READ",
     "CONTACTS_WRITE",
+    "LKERN_ADMIN",
     "ORDERS_READ",
     "ORDERS_WRITE",
     "AuthSettings",

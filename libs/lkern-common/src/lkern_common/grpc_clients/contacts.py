@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -13,6 +13,11 @@ Configuration (environment, or a `ContactsClientSettings` passed in):
     CONTACTS_GRPC_TIMEOUT_SECONDS  deadline of every call, retries included (default 2.0)
     CONTACTS_GRPC_MAX_ATTEMPTS     attempts on UNAVAILABLE, 1 = no retry (default 3, max 5)
     CONTACTS_GRPC_INITIAL_BACKOFF_SECONDS / _MAX_BACKOFF_SECONDS / _BACKOFF_MULTIPLIER
+    CONTACTS_GRPC_BREAKER_FAILURE_THRESHOLD
+                                   consecutive "unreachable" calls that open the circuit
+                                   breaker of the async client (default 5)
+    CONTACTS_GRPC_BREAKER_OPEN_SECONDS
+                                   how long it stays open before a half-open probe (default 5)
     GRPC_TLS_CA / GRPC_TLS_CERT / GRPC_TLS_KEY
                                    mutual TLS: the CA that signed the contacts server's
                                    certificate, and the caller's own certificate and key
@@ -27,22 +32,36 @@ UNAVAILABLE: all three RPCs are reads, so a retry is safe. The current request i
 
 `ContactsClient` (sync) keeps the standard's behaviour: any gRPC error is logged and reads as
 "no contact" / "not valid". `AsyncContactsClient` is the one services use: NOT_FOUND → None,
-but "contacts unreachable" raises `ContactsUnavailableError` so a caller can answer 503 instead
+but "contacts unreachable" raises `ContactsUnreachableError` so a caller can answer 503 instead
 of a wrong 400. Create (or first use) an `AsyncContactsClient` inside the event loop it serves.
+
+Circuit breaker (the async client; purgatory's `AsyncCircuitBreakerFactory`): after
+CONTACTS_GRPC_BREAKER_FAILURE_THRESHOLD calls in a row that found contacts unreachable (each
+waited up to the deadline), the circuit opens and every call fails at once with
+`ContactsCircuitOpenError` (a `ContactsUnreachableError` that says when to retry) for
+CONTACTS_GRPC_BREAKER_OPEN_SECONDS. Then it is half-open: one call at a time is let through as
+a probe (the others still fail at once); a probe that succeeds closes the circuit, one that
+finds contacts unreachable opens it again. Answers such as NOT_FOUND, and calls the caller
+cancelled, are not failures.
 """
 
 # === IMPORTS ===
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Iterable
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import grpc.aio
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import CLOSED, OPENED, OpenedState
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,6 +69,7 @@ from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_tls import TlsFiles, tls_files
 from lkern_common.request_context import REQUEST_ID_HEADER, get_request_id
 from lkern_common.settings import LOCAL_PKI_DIR
+from lkern_common.tracing import grpc_client_interceptors
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -79,6 +99,16 @@ class ContactsClientSettings(BaseSettings):
     initial_backoff_seconds: float = Field(default=0.1, gt=0)
     max_backoff_seconds: float = Field(default=1.0, gt=0)
     backoff_multiplier: float = Field(default=2.0, gt=0)
+    breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="Calls in a row that find contacts unreachable before the circuit opens",
+    )
+    breaker_open_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long the open circuit fails calls at once before a half-open probe",
+    )
     # The caller's own TLS material: the same variables as the service's gRPC server.
     tls_ca: Path = Field(
         default=LOCAL_PKI_DIR / "ca.crt",
@@ -150,8 +180,25 @@ class ContactsClientError(Exception):
         self.details = details
 
 
-class ContactsUnavailableError(ContactsClientError):
+class ContactsUnreachableError(ContactsClientError):
     """The contacts service is unreachable or did not answer in time (after retries)."""
+
+    retry_after_seconds = 1
+
+
+class ContactsCircuitOpenError(ContactsUnreachableError):
+    """
+    Not called: contacts was found unreachable call after call (the circuit breaker is open).
+    ``retry_after_seconds``: when the breaker lets a probe through again.
+    """
+
+    def __init__(self, method: str, retry_after_seconds: int) -> None:
+        super().__init__(
+            method,
+            grpc.StatusCode.UNAVAILABLE,
+            f"circuit open: contacts was unreachable, next probe in {retry_after_seconds} s",
+        )
+        self.retry_after_seconds = retry_after_seconds
 
 
 def _client_error(method: str, error: grpc.RpcError) -> ContactsClientError:
@@ -160,9 +207,78 @@ def _client_error(method: str, error: grpc.RpcError) -> ContactsClientError:
     details = error.details() or ""
     if code in UNAVAILABLE_CODES:
         logger.warning("contacts %s unavailable: %s %s", method, code.name, details)
-        return ContactsUnavailableError(method, code, details)
+        return ContactsUnreachableError(method, code, details)
     logger.error("contacts %s failed: %s %s", method, code.name, details)
     return ContactsClientError(method, code, details)
+
+
+# === CIRCUIT BREAKER ===
+CIRCUIT_NAME = "lkms101-contacts"
+ResultT = TypeVar("ResultT")
+
+
+def _not_a_failure(error: BaseException) -> bool:
+    """An answer of contacts (NOT_FOUND, INVALID_ARGUMENT…): contacts is there."""
+    return not isinstance(error, ContactsUnreachableError)
+
+
+class ContactsCircuitBreaker:
+    """
+    The async client's circuit breaker (purgatory's, in memory: one per client, so one per
+    process) with half-open probes limited to one at a time (see the module docstring).
+    """
+
+    def __init__(self, failure_threshold: int, open_seconds: float) -> None:
+        self._factory = AsyncCircuitBreakerFactory(
+            default_threshold=failure_threshold,
+            default_ttl=open_seconds,
+            exclude=[(ContactsClientError, _not_a_failure), asyncio.CancelledError],
+        )
+        self._factory.add_listener(self._log_state_change)
+        self._probe_running = False
+        self.state = CLOSED  # "closed" | "opened" | "half-opened", for logs and readiness
+
+    async def call(self, method: str, rpc: Callable[[], Awaitable[ResultT]]) -> ResultT:
+        """``rpc()`` through the breaker; ContactsCircuitOpenError at once while it is open."""
+        breaker = await self._factory.get_breaker(CIRCUIT_NAME)
+        context = breaker.context
+        probe = context.state != CLOSED  # open (maybe due for a probe) or half-open
+        if probe and self._probe_running:
+            # Another caller's probe decides in a moment: try again in a second.
+            raise ContactsCircuitOpenError(method, 1)
+        if probe:
+            self._probe_running = True
+        try:
+            async with breaker:
+                return await rpc()
+        except OpenedState:
+            raise ContactsCircuitOpenError(
+                method, self._seconds_to_probe(context.opened_at)
+            ) from None
+        finally:
+            if probe:
+                self._probe_running = False
+
+    def _seconds_to_probe(self, opened_at: float | None) -> int:
+        """Whole seconds until the open circuit lets a probe through (at least 1)."""
+        if opened_at is None:
+            return 1
+        return max(1, math.ceil(opened_at + float(self._factory.default_ttl) - time.time()))
+
+    def _log_state_change(self, name: str, event_type: str, event: Any) -> None:
+        if event_type != "state_changed":
+            return
+        self.state = event.state
+        if event.state == OPENED:
+            logger.warning(
+                "Circuit breaker %s opened: contacts unreachable %d times in a row; calls fail "
+                "at once for %.0f s, then one probe",
+                name,
+                self._factory.default_threshold,
+                self._factory.default_ttl,
+            )
+        else:
+            logger.info("Circuit breaker %s is %s", name, event.state)
 
 
 # === RESULTS ===
@@ -252,8 +368,10 @@ class ContactsClient:
 class AsyncContactsClient:
     """
     asyncio gRPC client for contacts service. NOT_FOUND reads as None / "not valid"; an
-    unreachable or too slow service raises `ContactsUnavailableError`, any other gRPC failure
-    `ContactsClientError`. The channel opens on first use; `close()` (or `async with`) ends it.
+    unreachable or too slow service raises `ContactsUnreachableError` (its subclass
+    `ContactsCircuitOpenError` at once while the circuit breaker is open), any other gRPC
+    failure `ContactsClientError`. The channel opens on first use; `close()` (or
+    `async with`) ends it.
     """
 
     def __init__(
@@ -263,6 +381,9 @@ class AsyncContactsClient:
         self.host = host or self.settings.target
         self._channel: grpc.aio.Channel | None = None
         self._stub: contacts_pb2_grpc.ContactsServiceAsyncStub | None = None
+        self.breaker = ContactsCircuitBreaker(
+            self.settings.breaker_failure_threshold, self.settings.breaker_open_seconds
+        )
 
     def _get_stub(self) -> contacts_pb2_grpc.ContactsServiceAsyncStub:
         """The stub, opening the channel on first use (inside the running event loop)."""
@@ -271,12 +392,17 @@ class AsyncContactsClient:
                 self.host,
                 self.settings.tls_files().channel_credentials(),
                 options=channel_options(self.settings),
+                # A CLIENT span per call and traceparent in the metadata while tracing is on.
+                interceptors=grpc_client_interceptors(),
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub
 
     async def get_contact(self, contact_id: int) -> contacts_pb2.Contact | None:
         """Get contact by ID; None if it does not exist."""
+        return await self.breaker.call("GetContact", lambda: self._get_contact(contact_id))
+
+    async def _get_contact(self, contact_id: int) -> contacts_pb2.Contact | None:
         request = contacts_pb2.GetContactRequest(id=contact_id)
         try:
             response = await self._get_stub().GetContact(
@@ -293,6 +419,11 @@ class AsyncContactsClient:
         unique_ids = list(dict.fromkeys(ids))
         if not unique_ids:
             return []
+        return await self.breaker.call(
+            "GetContactsByIds", lambda: self._get_contacts_by_ids(unique_ids)
+        )
+
+    async def _get_contacts_by_ids(self, unique_ids: list[int]) -> list[contacts_pb2.Contact]:
         request = contacts_pb2.GetContactsByIdsRequest(ids=unique_ids)
         try:
             response = await self._get_stub().GetContactsByIds(
@@ -304,6 +435,11 @@ class AsyncContactsClient:
 
     async def validate_contact_detailed(self, contact_id: int) -> ContactValidation:
         """Validate that the contact exists and is active; the reason when it is not."""
+        return await self.breaker.call(
+            "ValidateContact", lambda: self._validate_contact(contact_id)
+        )
+
+    async def _validate_contact(self, contact_id: int) -> ContactValidation:
         request = contacts_pb2.ValidateContactRequest(id=contact_id)
         try:
             response = await self._get_stub().ValidateContact(

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from tenacity import RetryCallState
 
-from lkern_common.database import Database
+from lkern_common.database import Database, is_database_unavailable
 from lkern_common.event_signing import SIGNATURE_HEADER, BadSignatureError, EventVerifier
 from lkern_common.kafka.dead_letter import BARE, CUT, DeadLetterPublisher
 from lkern_common.kafka.envelope import (
@@ -46,9 +46,9 @@ from lkern_common.kafka.retries import (
     StopRequested,
     database_waits,
     handler_retries,
-    is_database_unavailable,
 )
 from lkern_common.request_context import request_id_var
+from lkern_common.tracing import consume_span
 
 # === LOGGING ===
 # Under the consumer's name, as before the split: log filters and alerts keep matching.
@@ -112,8 +112,10 @@ class EventApplier:
         dead_letters: DeadLetterPublisher,
         status: ConsumerStatus,
         sleep: Sleep,
+        group_id: str,
     ) -> None:
         self._db = db
+        self._group_id = group_id  # names the consumer's spans (lkern_common.tracing)
         self._handlers = dict(handlers)
         self._verifier = verifier
         self._publishers = dict(publishers)
@@ -134,7 +136,8 @@ class EventApplier:
             await self.handle_record(records[0])
             return 1
         try:
-            outcomes = await self._apply_batch(run)
+            with consume_span(self._group_id, [pending.record for pending in run]):
+                outcomes = await self._apply_batch(run)
         except _BatchHandlerFailed as failed:
             if is_database_unavailable(failed.error) or not await self._database_answers():
                 await self.handle_record(records[0])  # waits for the database
@@ -294,9 +297,10 @@ class EventApplier:
     ) -> Outcome:
         attempts = _Attempts(count=0 if first_failure is None else 1)
         try:
-            outcome = await self._apply_with_retries(
-                record, envelope, handler, attempts, first_failure
-            )
+            with consume_span(self._group_id, [record]):
+                outcome = await self._apply_with_retries(
+                    record, envelope, handler, attempts, first_failure
+                )
         except (StopRequested, asyncio.CancelledError):
             raise
         except InvalidEventError as refused:

@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
-VERSION: v2.0.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v2.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -85,7 +85,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tenacity import RetryCallState
 
-from lkern_common.database import Database
+from lkern_common.database import Database, is_database_unavailable
 from lkern_common.event_signing import EventVerifier
 from lkern_common.kafka.batch import EventApplier, RetryPolicy
 from lkern_common.kafka.dead_letter import DLQ_HEADER_PREFIX, DeadLetterPublisher
@@ -105,7 +105,6 @@ from lkern_common.kafka.retries import (
     CONNECT_RETRY_MAX_S,
     StopRequested,
     forever,
-    is_database_unavailable,
 )
 from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
@@ -262,6 +261,7 @@ class IdempotentConsumer:
             dead_letters=self._dead_letters,
             status=self.status,
             sleep=self._sleep,
+            group_id=group_id,
         )
 
     # --- lifecycle ---

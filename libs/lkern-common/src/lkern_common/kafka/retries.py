@@ -3,8 +3,8 @@
 FILE: retries.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/retries.py
 DESCRIPTION: The consumer's retry policies (tenacity): handler, database, broker, dead-letter
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.0.1
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 
 Four kinds of wait, all built from :mod:`lkern_common.retrying`:
@@ -23,7 +23,6 @@ Every wait ends at once when the consumer stops (:class:`StopRequested`).
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -39,9 +38,6 @@ DATABASE_RETRY_MAX_S = 5.0
 DEAD_LETTER_RETRY_MAX_S = 10.0
 CONNECT_RETRY_MAX_S = 10.0
 MIN_BACKOFF_S = 0.1
-# SQLSTATEs that mean "the database is not reachable right now" (not a handler error):
-# class 08 connection exception, 57P01..57P03 shutdown / starting up, 53300 too many connections.
-UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
 
 # === TYPES ===
 Sleep = Callable[[float], Awaitable[None]]
@@ -54,37 +50,6 @@ class StopRequested(Exception):
 
 class DatabaseUnavailable(Exception):
     """A handler attempt failed because the database could not be reached."""
-
-
-# === CLASSIFICATION ===
-def is_database_unavailable(exc: BaseException) -> bool:
-    """
-    True when ``exc`` (or an exception it was raised from) says the database could not be
-    reached: an invalidated connection, a pool timeout, or a connection-class SQLSTATE.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sa_exc.TimeoutError | sa_exc.DisconnectionError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
-            return True
-        orig = getattr(current, "orig", None)
-        pending.extend(
-            [
-                current.__cause__,
-                current.__context__,
-                orig if isinstance(orig, BaseException) else None,
-            ]
-        )
-    return False
 
 
 # === POLICIES ===

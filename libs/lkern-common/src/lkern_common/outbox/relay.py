@@ -3,8 +3,8 @@
 FILE: relay.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/relay.py
 DESCRIPTION: Outbox relay: publishes unsent outbox rows to Kafka, one active relay per database
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:30:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:50:00
 ================================================================
 
 How it works (the contract is in docs/events.md):
@@ -32,9 +32,18 @@ How it works (the contract is in docs/events.md):
 - Delivery is at least once: a crash between the broker's acknowledgement and the ``UPDATE``,
   or a request the broker executed after the client gave up on it, publishes a row again (same
   ``event_id``). Consumers deduplicate by ``event_id`` (inbox).
+- Tracing (lkern_common.tracing): each row's hand-over runs in an ``outbox publish <topic>``
+  span whose parent is the trace context stored in the row's headers; the producer's ``send``
+  span below it puts its own ``traceparent`` into the Kafka headers.
 - Every message is signed as it is handed to the producer: a detached JWS over the exact value
   bytes in the ``x-lkern-signature`` header, with the key of ``EVENT_SIGNING_KEY_FILE``
   (lkern_common.event_signing). A relay without a signing key does not start.
+- The broker is reported by what was last verified, never by a client's state flag (a paused
+  broker keeps its TCP connections open): the last acknowledged publish, or, while the outbox
+  is idle, a metadata round trip every ``OUTBOX_BROKER_CHECK_INTERVAL_SECONDS``. /ready shows
+  when and how long ago (``broker_verified_at``, ``broker_verified_age_seconds``) and reports
+  the outbox *degraded* (still 200: writes go on, events wait) while this relay leads, events
+  wait, and the last verification is older than ``OUTBOX_BROKER_STALE_SECONDS``.
 - Sent rows are deleted ``OUTBOX_RETENTION_SECONDS`` after they were sent. The backlog (unsent
   count, age of the oldest) is on /ready and logged as a warning while it is older than
   ``OUTBOX_BACKLOG_WARN_SECONDS``.
@@ -72,6 +81,7 @@ from lkern_common.retrying import (
     stop_when,
 )
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import outbox_publish_span
 from lkern_common.web.health import CheckResult, ReadinessCheck
 
 # === LOGGING ===
@@ -96,6 +106,8 @@ CONNECT_TIMEOUT_S = 10.0
 # partition without a reset): fail it, reconnect, compete for the lock again.
 COMMAND_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 5.0
+# Longest wait for the idle relay's metadata round trip (a paused broker never answers).
+BROKER_CHECK_TIMEOUT_S = 5.0
 # Errors that mean "the broker cannot be reached now": stop handing further messages to the
 # producer in this round (each would wait for the same timeout).
 BROKER_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError)
@@ -120,12 +132,19 @@ class RelayRole(StrEnum):
     LEADER = "leader"
 
 
+class BrokerState(StrEnum):
+    """The broker as /ready reports it: by its last verification and that one's age."""
+
+    VERIFIED = "verified"  # acknowledged a publish or answered metadata recently
+    STALE = "stale"  # last verified longer ago than OUTBOX_BROKER_STALE_SECONDS
+    NEVER_VERIFIED = "never verified"  # not since this relay started (or a standby)
+
+
 @dataclass
 class RelayStatus:
     """The relay's state, shown on /ready (``outbox`` check) and used by tests."""
 
     role: RelayRole = RelayRole.STOPPED
-    broker: str = "unknown"  # "connected" | "unavailable" | "unknown"
     published: int = 0  # events this relay published since it started
     rounds: int = 0  # publish rounds (one batch of rows each) since it started
     failures: int = 0  # failed rounds (broker or database) since it started
@@ -133,18 +152,35 @@ class RelayStatus:
     leader_terms: int = 0  # how often this relay became the leader
     last_error: str | None = None
     last_published_at: datetime | None = None
+    # The last time the broker answered: an acknowledged publish or a metadata round trip.
+    broker_verified_at: datetime | None = None
+    broker_failing: bool = False  # the last attempt to reach the broker failed
 
-    def as_details(self) -> dict[str, Any]:
+    def broker_verified_age(self) -> float | None:
+        """Seconds since the broker was last verified (None: never)."""
+        if self.broker_verified_at is None:
+            return None
+        return max(0.0, (datetime.now(UTC) - self.broker_verified_at).total_seconds())
+
+    def broker_state(self, stale_after: float) -> BrokerState:
+        """The broker by its last verification and that one's age."""
+        age = self.broker_verified_age()
+        if age is None:
+            return BrokerState.NEVER_VERIFIED
+        return BrokerState.VERIFIED if age <= stale_after else BrokerState.STALE
+
+    def as_details(self, stale_after: float) -> dict[str, Any]:
         """The status as /ready shows it."""
+        age = self.broker_verified_age()
         return {
             "relay": self.role.value,
-            "broker": self.broker,
+            "broker": self.broker_state(stale_after).value,
+            "broker_verified_at": _iso(self.broker_verified_at),
+            "broker_verified_age_seconds": None if age is None else round(age, 1),
             "published": self.published,
             "failures": self.failures,
             "last_error": self.last_error,
-            "last_published_at": (
-                self.last_published_at.isoformat() if self.last_published_at else None
-            ),
+            "last_published_at": _iso(self.last_published_at),
         }
 
 
@@ -157,12 +193,17 @@ class _BrokerRoundFailed(Exception):
         self.what = what
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 @dataclass
 class _Housekeeping:
-    """When the leader next deletes old rows and checks the backlog."""
+    """When the leader next deletes old rows, checks the backlog and verifies the broker."""
 
     next_cleanup: float
     next_backlog_check: float
+    next_broker_check: float
     backlog_warned: bool = False
 
 
@@ -279,10 +320,26 @@ class OutboxRelay:
         """
         Readiness details: the backlog and the relay's state. ``ok`` stays true while the
         database answers: a broker outage does not make the service unready (writes go on and
-        the events wait in the outbox).
+        the events wait in the outbox). *Degraded* while this relay leads, events wait, and
+        the broker was last verified longer ago than OUTBOX_BROKER_STALE_SECONDS (or never).
         """
         backlog = await self.backlog()
-        return CheckResult(ok=True, details={**backlog.as_details(), **self.status.as_details()})
+        stale_after = self.settings.outbox_broker_stale_seconds
+        details = {**backlog.as_details(), **self.status.as_details(stale_after)}
+        broker = self.status.broker_state(stale_after)
+        degraded = (
+            self.status.role == RelayRole.LEADER
+            and backlog.pending > 0
+            and broker != BrokerState.VERIFIED
+        )
+        if degraded:
+            age = self.status.broker_verified_age()
+            last = "never" if age is None else f"{age:.0f} s ago"
+            details["reason"] = (
+                f"{backlog.pending} events wait and the broker was last verified {last} "
+                f"(OUTBOX_BROKER_STALE_SECONDS={stale_after:g})"
+            )
+        return CheckResult(ok=True, degraded=degraded, details=details)
 
     def readiness_check(self) -> ReadinessCheck:
         """The readiness check to register with ``add_readiness_check(app, "outbox", …)``."""
@@ -372,6 +429,7 @@ class OutboxRelay:
         housekeeping = _Housekeeping(
             next_cleanup=now,
             next_backlog_check=now + self.settings.outbox_backlog_log_interval_seconds,
+            next_broker_check=now + self.settings.outbox_broker_check_interval_seconds,
         )
         rounds = AsyncRetrying(
             stop=stop_when(self._stopping.is_set),
@@ -387,10 +445,17 @@ class OutboxRelay:
             except _BrokerRoundFailed:  # only when stopping
                 return
             if not busy:
+                if time.monotonic() >= housekeeping.next_broker_check:
+                    # Idle: a metadata round trip keeps /ready's "last verified" honest.
+                    await self._verify_broker()
+                    housekeeping.next_broker_check = (
+                        time.monotonic() + self.settings.outbox_broker_check_interval_seconds
+                    )
                 idle = min(
                     self.settings.outbox_poll_interval_seconds,
                     housekeeping.next_cleanup - time.monotonic(),
                     housekeeping.next_backlog_check - time.monotonic(),
+                    housekeeping.next_broker_check - time.monotonic(),
                 )
                 await _wait_any(idle, self._wake, self._stopping)
 
@@ -417,12 +482,13 @@ class OutboxRelay:
             await connection.execute(MARK_SENT_SQL, sent_ids)
             self.status.published += len(sent_ids)
             self.status.last_published_at = datetime.now(UTC)
+            self._broker_verified()
         if error is not None:
             what = f"{len(rows) - len(sent_ids)} of {len(rows)} events not sent"
             raise _BrokerRoundFailed(error, what)
-        if self.status.broker != "connected":
-            logger.info("Outbox relay: the broker is reachable again")
-        self.status.broker = "connected"
+        housekeeping.next_broker_check = (
+            time.monotonic() + self.settings.outbox_broker_check_interval_seconds
+        )
         return True
 
     async def _housekeep(self, connection: asyncpg.Connection, due: _Housekeeping) -> None:
@@ -444,7 +510,25 @@ class OutboxRelay:
             await self._stop_producer(producer)
             raise
         self._producer = producer
-        self.status.broker = "connected"
+        self._broker_verified()  # starting fetched the cluster's metadata
+
+    async def _verify_broker(self) -> None:
+        """A metadata round trip (the idle relay's proof that the broker answers)."""
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), BROKER_CHECK_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            if not self.status.broker_failing:
+                logger.warning(
+                    "Outbox relay: the broker did not answer a metadata request (%s)",
+                    _describe(exc),
+                )
+            self.status.broker_failing = True
+            self.status.last_error = _describe(exc)
+            return
+        self._broker_verified()
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> tuple[list[int], Exception | None]:
         """
@@ -462,18 +546,18 @@ class OutboxRelay:
                 continue
             try:
                 value = row["payload"].encode()
-                headers = [
-                    (name, str(header).encode())
-                    for name, header in json.loads(row["headers"]).items()
-                ]
-                headers.append((SIGNATURE_HEADER, self.signer.sign(value)))
-                key = row["key"]
-                delivery = await producer.send(
-                    row["topic"],
-                    value=value,
-                    key=None if key is None else key.encode(),
-                    headers=headers,
-                )
+                stored: dict[str, Any] = json.loads(row["headers"])
+                # Continues the trace stored with the event (a no-op while tracing is off).
+                with outbox_publish_span(row["topic"], stored):
+                    headers = [(name, str(header).encode()) for name, header in stored.items()]
+                    headers.append((SIGNATURE_HEADER, self.signer.sign(value)))
+                    key = row["key"]
+                    delivery = await producer.send(
+                        row["topic"],
+                        value=value,
+                        key=None if key is None else key.encode(),
+                        headers=headers,
+                    )
                 deliveries.append(delivery)
             except Exception as exc:  # this message could not be queued
                 first_error = first_error or exc
@@ -533,13 +617,14 @@ class OutboxRelay:
         backlog = OutboxBacklog(pending=row["pending"], oldest_age_seconds=row["oldest_age"])
         age = backlog.oldest_age_seconds
         if age is not None and age >= self.settings.outbox_backlog_warn_seconds:
+            verified = self.status.broker_verified_age()
             logger.warning(
-                "Outbox backlog: %s%d events wait, the oldest for %.0f s (broker %s; last error: "
-                "%s)",
+                "Outbox backlog: %s%d events wait, the oldest for %.0f s (broker last verified "
+                "%s; last error: %s)",
                 "at least " if backlog.truncated else "",
                 backlog.pending,
                 age,
-                self.status.broker,
+                "never" if verified is None else f"{verified:.0f} s ago",
                 self.status.last_error,
             )
             return True
@@ -563,6 +648,12 @@ class OutboxRelay:
     def _on_terminated(self, connection: Any) -> None:
         self._wake.set()
 
+    def _broker_verified(self) -> None:
+        if self.status.broker_failing:
+            logger.info("Outbox relay: the broker is reachable again")
+        self.status.broker_failing = False
+        self.status.broker_verified_at = datetime.now(UTC)
+
     def _record_failure(self, error: BaseException) -> None:
         self.status.failures += 1
         self.status.last_error = _describe(error)
@@ -572,7 +663,7 @@ class OutboxRelay:
         if not isinstance(failed, _BrokerRoundFailed):
             return
         self._record_failure(failed.error)
-        self.status.broker = "unavailable"
+        self.status.broker_failing = True
         logger.warning(
             "Outbox relay: %s (%s); events wait in the outbox, retry %d in %.1f s",
             failed.what,

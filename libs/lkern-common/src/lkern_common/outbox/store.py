@@ -3,9 +3,17 @@
 FILE: store.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/store.py
 DESCRIPTION: Write events to the outbox inside the caller's transaction; backlog and cleanup
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:50:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
+
+Requirement for every writer of ``outbox_events`` (this module, or a service's own SQL such as
+one statement that writes the change and its event together): the row's ``headers`` column must
+hold the event's headers as :func:`lkern_common.events.build_event` made them, *including the
+trace context* ``traceparent`` / ``tracestate`` when present. That is how a trace continues from
+the request that made the change to the relay's publish and to the consumers
+(lkern_common.tracing, docs/observability.md); an SQL writer passes ``event.headers`` as the
+JSON of that column, never a hand-picked subset.
 """
 
 # === IMPORTS ===

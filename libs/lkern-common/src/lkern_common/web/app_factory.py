@@ -21,7 +21,10 @@ from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
+from lkern_common.runtime_config import LogLevelWatcher
 from lkern_common.settings import ServiceSettings
+from lkern_common.tracing import configure_tracing, instrument_fastapi
+from lkern_common.web import log_level
 from lkern_common.web.conditional import ETAG_HEADER, install_conditional_requests
 from lkern_common.web.error_handlers import install_error_handlers
 from lkern_common.web.health import (
@@ -86,6 +89,29 @@ def _with_verifier(lifespan: Lifespan, verifier: TokenVerifier) -> Lifespan:
     return run
 
 
+def _with_log_level_watcher(lifespan: Lifespan, settings: ServiceSettings) -> Lifespan:
+    """
+    The service's lifespan, then the log level stored with PUT /config/log-level applied and
+    watched in this worker (lkern_common.runtime_config), from the service's ``app.state.db``.
+    """
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            db = getattr(app.state, "db", None)
+            if db is None:  # an app without a database (tests): the level stays per process
+                yield state
+                return
+            watcher = LogLevelWatcher(db, settings.log_level_poll_seconds)
+            await watcher.start()
+            try:
+                yield state
+            finally:
+                await watcher.stop()
+
+    return run
+
+
 def _keys_check(verifier: TokenVerifier) -> ReadinessCheck:
     async def check() -> CheckResult:
         return CheckResult(ok=await verifier.ready(), details={"keys": verifier.keys.count})
@@ -121,11 +147,15 @@ def create_web_app(
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
     one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
     counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
+    GET/PUT /config/log-level (the log level at runtime, kept in the service's database),
+    OpenTelemetry tracing when OTEL_* asks for it (lkern_common.tracing),
     and a bearer token with the declared scope on every other route (lkern_common.web.security:
     building an app with an undeclared route fails). The token verifier is
     ``app.state.token_verifier`` (gRPC uses the same one).
     """
     _check_route_classes(routers)
+    # Before anything makes an engine or a channel: they are instrumented as they are made.
+    configure_tracing(settings.service_name, settings.service_version)
     verifier = TokenVerifier.from_settings(settings)
     app = FastAPIOffline(
         title=title,
@@ -133,7 +163,9 @@ def create_web_app(
         description=description,
         docs_url="/docs",
         redoc_url="/redoc",
-        lifespan=_freezing_gc(_with_verifier(lifespan, verifier)),
+        lifespan=_freezing_gc(
+            _with_verifier(_with_log_level_watcher(lifespan, settings), verifier)
+        ),
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)
     app.add_middleware(HeadAsGetMiddleware)
@@ -162,8 +194,11 @@ def create_web_app(
     install_conditional_requests(app, require_if_match=settings.require_if_match)
     install_idempotency(app, settings)
     app.include_router(health_router(settings))
+    app.include_router(log_level.router)  # GET/PUT /config/log-level (lkern:admin)
     for router in routers:
         app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
     check_routes(app)
     complete_openapi(app, api_prefix)
+    # A SERVER span per request around the whole stack while tracing is on (docs/observability.md).
+    instrument_fastapi(app)
     return app

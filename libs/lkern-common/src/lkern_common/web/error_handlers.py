@@ -3,8 +3,8 @@
 FILE: error_handlers.py
 PATH: /libs/lkern-common/src/lkern_common/web/error_handlers.py
 DESCRIPTION: One error contract for REST: domain errors and unexpected errors as JSON
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:45:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 """
 
@@ -14,6 +14,7 @@ import math
 import re
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -23,7 +24,8 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from lkern_common.errors import DomainError
+from lkern_common.database import error_summary, is_database_unavailable
+from lkern_common.errors import DomainError, ServiceUnavailableError
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -33,13 +35,21 @@ logger = logging.getLogger(__name__)
 # A 422 quotes at most this many characters of the offending value (then "…"): an error body
 # never echoes a large input back (the body limit allows 1 MiB).
 MAX_INPUT_EXCERPT = 100
+# Seconds a client is asked to wait (Retry-After) when the database is not available: a restart
+# or a failover takes a few seconds, and a client retrying every second finds it back soon.
+DATABASE_RETRY_AFTER_SECONDS = 1
+DATABASE_UNAVAILABLE_DETAIL = "Service temporarily unavailable: the database cannot be reached"
 
 
 # === HANDLERS ===
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render a DomainError as ``{"detail": message}`` with its status (same shape as FastAPI's)."""
     assert isinstance(exc, DomainError)
-    if exc.status_code >= 500:
+    headers: dict[str, str] | None = None
+    if isinstance(exc, ServiceUnavailableError):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
+        logger.warning("%s %s unavailable: %s", request.method, request.url.path, exc.message)
+    elif exc.status_code >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     else:
         logger.info(
@@ -49,7 +59,9 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
             exc.status_code,
             exc.message,
         )
-    return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
+    return JSONResponse(
+        status_code=exc.status_code, content={"detail": exc.message}, headers=headers
+    )
 
 
 def _excerpt(value: Any) -> Any:
@@ -126,22 +138,43 @@ async def method_not_allowed_handler(request: Request, exc: Exception) -> JSONRe
     return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"}, headers=headers)
 
 
-async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """The database cannot be reached (restart, network, pool exhausted): 503, retry later."""
-    logger.error("Database unavailable in %s %s: %s", request.method, request.url.path, exc)
+def database_unavailable_response() -> JSONResponse:
+    """The standard's 503 for "the database is not available right now": retry shortly."""
     return JSONResponse(
         status_code=503,
-        content={"detail": "Service temporarily unavailable: the database cannot be reached"},
-        headers={"Retry-After": "1"},
+        content={"detail": DATABASE_UNAVAILABLE_DETAIL},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 
 
-# Errors that mean "the database is not there right now", as opposed to a bug.
-DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+def log_database_unavailable(method: str, path: str, error: BaseException) -> None:
+    """One WARNING line (the request id comes from the log format), no stack trace."""
+    logger.warning(
+        "%s %s: database unavailable, answered 503 (%s)", method, path, error_summary(error)
+    )
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """
+    An error of the database layer: 503 with ``Retry-After`` when it means the database is not
+    available right now (``lkern_common.database.is_database_unavailable``); anything else is a
+    bug, re-raised to RequestIdMiddleware (500, logged once with its stack trace).
+    """
+    if not is_database_unavailable(exc):
+        raise exc
+    log_database_unavailable(request.method, request.url.path, exc)
+    return database_unavailable_response()
+
+
+# The exception types whose instances may mean "the database is away"; each is classified by
+# is_database_unavailable. (SQLAlchemy often wraps a server that is shutting down as a plain
+# DBAPIError; hot reads on the driver raise asyncpg's own errors; sockets raise OSError.)
+DATABASE_ERROR_TYPES: tuple[type[Exception], ...] = (
+    sa_exc.SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
 )
 
 
@@ -150,7 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(405, method_not_allowed_handler)
-    for error_type in DATABASE_UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error_type, database_unavailable_handler)
+    for error_type in DATABASE_ERROR_TYPES:
+        app.add_exception_handler(error_type, database_error_handler)
     # An unexpected exception is the last resort of RequestIdMiddleware (logged once, with the
     # request id, answered 500 with X-Request-ID), not an exception handler here.

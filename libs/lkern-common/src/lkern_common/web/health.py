@@ -3,8 +3,8 @@
 FILE: health.py
 PATH: /libs/lkern-common/src/lkern_common/web/health.py
 DESCRIPTION: Liveness (/health), readiness (/ready) and service info (/) endpoints
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:50:00
 ================================================================
 """
 
@@ -27,10 +27,15 @@ READINESS_TIMEOUT_SECONDS = 2.0
 # === TYPES ===
 @dataclass
 class CheckResult:
-    """Outcome of one readiness check; ``details`` appear in the /ready body."""
+    """
+    Outcome of one readiness check; ``details`` appear in the /ready body. ``degraded``: the
+    service still serves (``ok``) but something needs attention (its ``details`` say why):
+    /ready answers 200 with ``"status": "degraded"``.
+    """
 
     ok: bool
     details: dict[str, Any] = field(default_factory=dict)
+    degraded: bool = False
 
 
 ReadinessCheck = Callable[[], Awaitable[CheckResult]]
@@ -79,16 +84,24 @@ def health_router(settings: ServiceSettings) -> APIRouter:
 
     @router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
     async def readiness_check(request: Request) -> JSONResponse:
-        """Ready to serve: 200 only when every dependency check passes, 503 otherwise."""
+        """
+        Ready to serve: 200 only when every dependency check passes, 503 otherwise. A check
+        that passes but is degraded keeps the 200 and makes the status "degraded".
+        """
         checks: dict[str, ReadinessCheck] = getattr(request.app.state, "readiness_checks", {})
         names = list(checks)
         results = await asyncio.gather(*(_run_check(checks[name]) for name in names))
         ready = bool(names) and all(result.ok for result in results)
+        degraded = any(result.degraded for result in results)
         body = {
-            "status": "ready" if ready else "not ready",
+            "status": ("degraded" if degraded else "ready") if ready else "not ready",
             "service": settings.service_name,
             "checks": {
-                name: {"ok": result.ok, **result.details}
+                name: {
+                    "ok": result.ok,
+                    **({"degraded": True} if result.degraded else {}),
+                    **result.details,
+                }
                 for name, result in zip(names, results, strict=True)
             },
         }

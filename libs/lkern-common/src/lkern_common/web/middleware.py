@@ -3,8 +3,8 @@
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
 DESCRIPTION: Request id, access log, last-resort 500, HEAD and body-size middleware (plain ASGI)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:45:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -17,11 +17,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lkern_common.database import is_database_unavailable
 from lkern_common.request_context import (
     REQUEST_ID_HEADER,
     accept_request_id,
     request_id_var,
     subject_var,
+)
+from lkern_common.web.error_handlers import (
+    database_unavailable_response,
+    log_database_unavailable,
 )
 
 # === LOGGING ===
@@ -75,11 +80,19 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            error_logger.exception("Unhandled error in %s %s", scope["method"], scope["path"])
-            if not status_code:  # else the response is cut short: nothing more can be sent
-                await _send_internal_error(send_with_request_id)
-            status_code = status_code or 500
+        except Exception as error:
+            if is_database_unavailable(error):
+                # Raised where no exception handler runs (a middleware, a dependency's exit
+                # after the route): still the standard's 503, one line, no stack trace.
+                log_database_unavailable(scope["method"], scope["path"], error)
+                if not status_code:
+                    await database_unavailable_response()(scope, receive, send_with_request_id)
+                status_code = status_code or 503
+            else:
+                error_logger.exception("Unhandled error in %s %s", scope["method"], scope["path"])
+                if not status_code:  # else the response is cut short: nothing more can be sent
+                    await _send_internal_error(send_with_request_id)
+                status_code = status_code or 500
         finally:
             if self.log_requests:
                 logger.info(

@@ -3,8 +3,8 @@
 FILE: security.py
 PATH: /libs/lkern-common/src/lkern_common/web/security.py
 DESCRIPTION: REST authentication: bearer tokens, the scope each route declares, 401/403 answers
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:50:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:30:00
 ================================================================
 
 Each route declares what it needs next to it, in its decorator::
@@ -69,7 +69,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 BEARER_DESCRIPTION = (
     "An OAuth 2.0 access token (JWT) from the identity provider; locally `lkern token` prints "
-    "one. Scopes: contacts:read, contacts:write, orders:read, orders:write."
+    "one. Scopes: contacts:read, contacts:write, orders:read, orders:write, lkern:admin."
 )
 
 
