@@ -104,8 +104,6 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "KAFKA_CONSUMER_RETRY_BACKOFF_MS": "0.2 s doubling",
     "KAFKA_CONSUMER_RETRY_BACKOFF_MAX_MS": "up to 5 s",
     "KAFKA_INBOX_RETENTION_DAYS": "30 days of processed event ids",
-    "KAFKA_DEAD_LETTER_MAX_BYTES": "1 MB, under the broker's default message size limit",
-    "KAFKA_CONSUMER_STALL_SECONDS": "60 s of lag without a commit fails /ready",
     "KAFKA_SSL_CA_FILE": "SASL_PLAINTEXT on the compose network (a cluster uses SASL_SSL)",
     "KAFKA_SSL_CERT_FILE": "SASL authenticates the client, not a certificate",
     "KAFKA_SSL_KEY_FILE": "see KAFKA_SSL_CERT_FILE",

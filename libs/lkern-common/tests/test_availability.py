@@ -134,9 +134,7 @@ def make_app(database_url: str) -> FastAPI:
         yield
         await app.state.db.dispose()
 
-    return create_web_app(
-        settings, title="t", description="d", lifespan=lifespan, routers=[router]
-    )
+    return create_web_app(settings, title="t", description="d", lifespan=lifespan, routers=[router])
 
 
 @pytest.fixture(scope="module")

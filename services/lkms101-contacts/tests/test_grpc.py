@@ -3,8 +3,8 @@
 FILE: test_grpc.py
 PATH: /services/lkms101-contacts/tests/test_grpc.py
 DESCRIPTION: gRPC tests: the real grpc.aio server of the app, called through both clients
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 """
 
@@ -184,12 +184,15 @@ async def test_health_is_not_serving_without_a_database(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        # A call that needs the database fails with a generic INTERNAL, never a trace.
+        # A call that needs the database fails with UNAVAILABLE (retry later: docs/errors.md,
+        # "database not available"), never a trace.
         stub = contacts_pb2_grpc.ContactsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetContact(contacts_pb2.GetContactRequest(id=1), timeout=5)
-        assert raised.value.code() == grpc.StatusCode.INTERNAL
-        assert raised.value.details() == "Internal server error"
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert raised.value.details() == (
+            "Service temporarily unavailable: the database cannot be reached"
+        )
     finally:
         await channel.close()
         await server.stop(0)
