@@ -3,8 +3,8 @@
 FILE: test_stack.py
 PATH: /tests/e2e/test_stack.py
 DESCRIPTION: End-to-end: lkern up runs the system; REST, events, docs in a browser; SIGTERM
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:05:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -144,7 +144,7 @@ def test_sigterm_stops_every_process_it_started(stack: RunningStack) -> None:
     _gone, alive = psutil.wait_procs(processes, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
     assert stack.descendants() == []
-    assert "Stopped: lkms102-orders, lkms101-contacts, Kafka broker, PostgreSQL." in stack.text()
+    assert "Stopped: lkms101-contacts, lkms102-orders, Kafka broker, PostgreSQL." in stack.text()
 
 
 def test_a_taken_port_is_named_and_nothing_is_left_running() -> None:

@@ -32,6 +32,7 @@ from lkern_common.grpc_clients.contacts import (
     ContactsClientSettings,
 )
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
+from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS
 from lkern_common.service import ServiceContext, start_grpc_server
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TEST_CLIENT, make_dev_pki, tls_channel
@@ -161,6 +162,47 @@ async def test_batch_over_1000_ids_is_invalid_argument(channel: grpc.aio.Channel
     assert list(exactly.contacts) == []
 
 
+# === LIST ===
+async def test_list_contacts_pages_through_every_contact_in_id_order(
+    client: httpx.AsyncClient, async_client: AsyncContactsClient
+) -> None:
+    ids = [await create(client, f"L{i}", f"l{i}@example.com") for i in range(5)]
+    await client.put(f"{API}{ids[1]}", json={"name": "L1 renamed"})
+    seen: list[contacts_pb2.Contact] = []
+    after_id, pages = 0, 0
+    while True:
+        page, after_id = await async_client.list_contacts(after_id, page_size=2)
+        seen += page
+        pages += 1
+        if after_id == 0:
+            break
+    assert [contact.id for contact in seen] == ids
+    assert pages == 3
+    renamed = seen[1]
+    assert (renamed.name, renamed.version) == ("L1 renamed", 2)
+    everything, last = await async_client.list_contacts()
+    assert ([contact.id for contact in everything], last) == (ids, 0)
+
+
+@pytest.mark.parametrize("request_fields", [{"page_size": 1001}, {"after_id": -1}])
+async def test_list_contacts_refuses_a_bad_page(
+    channel: grpc.aio.Channel, request_fields: dict[str, int]
+) -> None:
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListContacts(contacts_pb2.ListContactsRequest(**request_fields), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_list_contacts_needs_contacts_read(target: str, dev_pki: DevPki) -> None:
+    async with tls_channel(dev_pki, target, TEST_CLIENT) as channel:
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ListContacts(contacts_pb2.ListContactsRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert raised.value.details() == "Scope contacts:read needed"
+
+
 # === HEALTH / REFLECTION ===
 async def test_health_is_serving_while_the_database_answers(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
@@ -184,15 +226,12 @@ async def test_health_is_not_serving_without_a_database(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        # A call that needs the database fails with UNAVAILABLE (retry later: docs/errors.md,
-        # "database not available"), never a trace.
+        # A call that needs the database is UNAVAILABLE (a client may retry), never a trace.
         stub = contacts_pb2_grpc.ContactsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetContact(contacts_pb2.GetContactRequest(id=1), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert raised.value.details() == (
-            "Service temporarily unavailable: the database cannot be reached"
-        )
+        assert raised.value.details() == DATABASE_UNAVAILABLE_DETAILS
     finally:
         await channel.close()
         await server.stop(0)

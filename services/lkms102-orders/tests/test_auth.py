@@ -3,8 +3,8 @@
 FILE: test_auth.py
 PATH: /services/lkms102-orders/tests/test_auth.py
 DESCRIPTION: Authentication and scopes against the real orders app; every route declares a scope
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:35:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 The ways a token can be bad are tested once, against contacts (same shared code); here: orders'
@@ -91,6 +91,7 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
         "DELETE /api/v1/orders/{order_id}": ("orders:write",),
         "GET /config/log-level": ("lkern:admin",),
         "PUT /config/log-level": ("lkern:admin",),
+        "POST /api/v1/read-models/contacts/resync": ("lkern:admin",),
     }
 
 

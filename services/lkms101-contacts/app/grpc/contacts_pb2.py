@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63ontacts.proto\x12\x08\x63ontacts\"\x8d\x01\n\x07\x43ontact\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x05\"\x1f\n\x11GetContactRequest\x12\n\n\x02id\x18\x01 \x01(\x05\"&\n\x17GetContactsByIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"$\n\x16ValidateContactRequest\x12\n\n\x02id\x18\x01 \x01(\x05\"8\n\x12GetContactResponse\x12\"\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x11.contacts.Contact\"?\n\x18GetContactsByIdsResponse\x12#\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x11.contacts.Contact\"B\n\x17ValidateContactResponse\x12\x10\n\x08is_valid\x18\x01 \x01(\x08\x12\x15\n\rerror_message\x18\x02 \x01(\t2\x8d\x02\n\x0f\x43ontactsService\x12G\n\nGetContact\x12\x1b.contacts.GetContactRequest\x1a\x1c.contacts.GetContactResponse\x12Y\n\x10GetContactsByIds\x12!.contacts.GetContactsByIdsRequest\x1a\".contacts.GetContactsByIdsResponse\x12V\n\x0fValidateContact\x12 .contacts.ValidateContactRequest\x1a!.contacts.ValidateContactResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63ontacts.proto\x12\x08\x63ontacts\"\x8d\x01\n\x07\x43ontact\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x05\"\x1f\n\x11GetContactRequest\x12\n\n\x02id\x18\x01 \x01(\x05\"&\n\x17GetContactsByIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"$\n\x16ValidateContactRequest\x12\n\n\x02id\x18\x01 \x01(\x05\":\n\x13ListContactsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"8\n\x12GetContactResponse\x12\"\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x11.contacts.Contact\"?\n\x18GetContactsByIdsResponse\x12#\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x11.contacts.Contact\"B\n\x17ValidateContactResponse\x12\x10\n\x08is_valid\x18\x01 \x01(\x08\x12\x15\n\rerror_message\x18\x02 \x01(\t\"R\n\x14ListContactsResponse\x12#\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x11.contacts.Contact\x12\x15\n\rnext_after_id\x18\x02 \x01(\x05\x32\xdc\x02\n\x0f\x43ontactsService\x12G\n\nGetContact\x12\x1b.contacts.GetContactRequest\x1a\x1c.contacts.GetContactResponse\x12Y\n\x10GetContactsByIds\x12!.contacts.GetContactsByIdsRequest\x1a\".contacts.GetContactsByIdsResponse\x12V\n\x0fValidateContact\x12 .contacts.ValidateContactRequest\x1a!.contacts.ValidateContactResponse\x12M\n\x0cListContacts\x12\x1d.contacts.ListContactsRequest\x1a\x1e.contacts.ListContactsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,12 +40,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONTACTSBYIDSREQUEST']._serialized_end=243
   _globals['_VALIDATECONTACTREQUEST']._serialized_start=245
   _globals['_VALIDATECONTACTREQUEST']._serialized_end=281
-  _globals['_GETCONTACTRESPONSE']._serialized_start=283
-  _globals['_GETCONTACTRESPONSE']._serialized_end=339
-  _globals['_GETCONTACTSBYIDSRESPONSE']._serialized_start=341
-  _globals['_GETCONTACTSBYIDSRESPONSE']._serialized_end=404
-  _globals['_VALIDATECONTACTRESPONSE']._serialized_start=406
-  _globals['_VALIDATECONTACTRESPONSE']._serialized_end=472
-  _globals['_CONTACTSSERVICE']._serialized_start=475
-  _globals['_CONTACTSSERVICE']._serialized_end=744
+  _globals['_LISTCONTACTSREQUEST']._serialized_start=283
+  _globals['_LISTCONTACTSREQUEST']._serialized_end=341
+  _globals['_GETCONTACTRESPONSE']._serialized_start=343
+  _globals['_GETCONTACTRESPONSE']._serialized_end=399
+  _globals['_GETCONTACTSBYIDSRESPONSE']._serialized_start=401
+  _globals['_GETCONTACTSBYIDSRESPONSE']._serialized_end=464
+  _globals['_VALIDATECONTACTRESPONSE']._serialized_start=466
+  _globals['_VALIDATECONTACTRESPONSE']._serialized_end=532
+  _globals['_LISTCONTACTSRESPONSE']._serialized_start=534
+  _globals['_LISTCONTACTSRESPONSE']._serialized_end=616
+  _globals['_CONTACTSSERVICE']._serialized_start=619
+  _globals['_CONTACTSSERVICE']._serialized_end=967
 # @@protoc_insertion_point(module_scope)

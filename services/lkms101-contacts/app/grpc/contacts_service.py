@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/grpc/contacts_service.py
 DESCRIPTION: gRPC servicer implementation for contacts (async, shares the app's database pool)
-VERSION: v1.2.0
-UPDATED: 2026-12-02 03:15:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 """
 
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 # === CONSTANTS ===
 # A batch larger than this is refused: it would be one huge query and one huge message.
 MAX_BATCH_IDS = 1000
+# ListContacts: a page when the caller names no size, and the most a page may hold.
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
 
 Context = grpc.aio.ServicerContext[object, object]
 
@@ -98,3 +101,27 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
             )
         logger.debug("gRPC: Validated contact %s", contact.id)
         return contacts_pb2.ValidateContactResponse(is_valid=True, error_message="")
+
+    @requires_scope("contacts:read")
+    async def ListContacts(
+        self, request: contacts_pb2.ListContactsRequest, context: Context
+    ) -> contacts_pb2.ListContactsResponse:
+        """
+        A page of every contact after ``after_id``, ordered by id; ``next_after_id`` is 0 on the
+        last page. A negative id or a page over 1,000 → INVALID_ARGUMENT.
+        """
+        if request.after_id < 0:
+            raise BadRequestError(f"after_id must be 0 or more (got {request.after_id})")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            raise BadRequestError(
+                f"page_size must be 0 (the default, {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE} "
+                f"(got {request.page_size})"
+            )
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        contacts = await self.contacts.contacts_after(request.after_id, page_size)
+        last_page = len(contacts) < page_size
+        logger.debug("gRPC: Listed %d contacts after id %s", len(contacts), request.after_id)
+        return contacts_pb2.ListContactsResponse(
+            contacts=[contact_to_proto(contact) for contact in contacts],
+            next_after_id=0 if last_page else contacts[-1].id,
+        )

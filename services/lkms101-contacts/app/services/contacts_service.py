@@ -3,8 +3,8 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.5.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.6.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 """
 
@@ -68,6 +68,14 @@ CONTACTS_BY_IDS = Query(
     .where(CONTACTS.c.id == any_(bindparam("contact_ids", type_=ARRAY(Integer))))
     .order_by(CONTACTS.c.id)
 )
+# Every contact a page at a time (gRPC ListContacts): keyset on the primary key, so a page
+# costs the same wherever it starts and contacts created meanwhile are not skipped.
+CONTACTS_AFTER_ID = Query(
+    select(CONTACTS)
+    .where(CONTACTS.c.id > bindparam("after_id"))
+    .order_by(CONTACTS.c.id)
+    .limit(bindparam("page_size"))
+)
 
 
 # === ERRORS ===
@@ -130,6 +138,10 @@ class ContactsReader:
         if not contact_ids:
             return []
         return await self.db.fetch_all(CONTACTS_BY_IDS, contact_ids=sorted(set(contact_ids)))
+
+    async def contacts_after(self, after_id: int, page_size: int) -> Sequence[ContactRow]:
+        """Up to ``page_size`` contacts with an id greater than ``after_id``, ordered by id."""
+        return await self.db.fetch_all(CONTACTS_AFTER_ID, after_id=after_id, page_size=page_size)
 
     async def list_contacts(
         self, *, skip: int, limit: int, is_active: bool | None = None, q: str | None = None

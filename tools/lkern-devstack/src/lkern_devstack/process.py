@@ -3,8 +3,8 @@
 FILE: process.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/process.py
 DESCRIPTION: Runs a service as a child process: migrate, start, wait until ready, stop
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -44,7 +44,7 @@ class ServiceProcessError(RuntimeError):
 
 
 # === HELPERS ===
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: receive SIGTERM if the parent dies, so no service outlives `lkern up`."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -103,6 +103,7 @@ class ServiceProcess:
             capture_output=True,
             text=True,
             check=False,
+            start_new_session=True,  # a Ctrl-C meant for `lkern` does not cut a migration short
         )
         for line in (result.stdout + result.stderr).splitlines():
             self.sink(f"{self.name}:migrate", line)
@@ -121,7 +122,7 @@ class ServiceProcess:
             text=True,
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches the CLI only; it stops children in order
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
         self._reader = threading.Thread(

@@ -3,8 +3,8 @@
 FILE: stack.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/stack.py
 DESCRIPTION: The local stack: which parts run where, started and stopped in order
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
@@ -31,6 +32,12 @@ from lkern_devstack.dev_keys import DevAuth, dev_auth
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
 from lkern_devstack.process import REPO_ROOT, LineSink, ServiceProcess
+from lkern_devstack.supervisor import (
+    DRAIN_GRACE_S,
+    consumer_groups_caught_up,
+    stop_order,
+    subscriptions_from_ready,
+)
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -166,12 +173,27 @@ class StackError(RuntimeError):
     """A part of the stack cannot start; the message says which and why."""
 
 
+# === HELPERS ===
+def consumer_subscriptions(process: ServiceProcess) -> dict[str, list[str]] | None:
+    """
+    The consumer groups of a running service and their topics, as its /ready tells them; None
+    when it does not answer (the stop then waits for every group on the broker).
+    """
+    try:
+        response = httpx.get(f"{process.base_url}/ready", timeout=5.0)
+        return subscriptions_from_ready(response.json()) or None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 # === STACK ===
 class LocalStack:
     """
     The whole system on one machine: PostgreSQL (embedded unless DATABASE_URL), the broker
     (embedded unless KAFKA_BOOTSTRAP_SERVERS), each service's database and migrations, and each
-    service as its own process. ``stop()`` stops what was started, in reverse order.
+    service as its own process. ``stop()`` stops the services first (producers of events
+    before their consumers, which get a grace period to read what was published), then the
+    broker, then PostgreSQL: the reverse of the start order.
     """
 
     def __init__(self, settings: StackSettings, sink: LineSink) -> None:
@@ -318,16 +340,23 @@ class LocalStack:
         process = self.service_process(service)
         process.start()
         self.processes.append(process)
-        self._stops.append((service.name, process.stop))
         return process
 
     def exited_service(self) -> ServiceProcess | None:
         """A service that stopped on its own, if any."""
         return next((p for p in self.processes if not p.is_running()), None)
 
-    def stop(self) -> list[str]:
-        """Stop everything started, in reverse order; returns what was stopped."""
-        stopped = []
+    def _broker_available(self) -> bool:
+        if self.settings.kafka_bootstrap_servers:
+            return True
+        return self.broker is not None and self.broker.is_running()
+
+    def stop(self, drain_grace_s: float = DRAIN_GRACE_S) -> list[str]:
+        """
+        Stop everything started: the services (see :meth:`stop_services`), then the rest in
+        reverse start order. Returns what was stopped, in that order.
+        """
+        stopped = self.stop_services(drain_grace_s)
         while self._stops:
             name, stop = self._stops.pop()
             try:
@@ -335,4 +364,30 @@ class LocalStack:
                 stopped.append(name)
             except Exception as exc:
                 logger.error("Could not stop %s cleanly: %s", name, exc)
+        return stopped
+
+    def stop_services(self, drain_grace_s: float = DRAIN_GRACE_S) -> list[str]:
+        """
+        Stop the services, a producer of events before its consumers; before a consumer stops,
+        wait (at most ``drain_grace_s``) until the consumer groups have read what the stopped
+        producers' relays published, so no event is left unread in a memory-only broker.
+        """
+        consumes_from = {service.name: service.trusts_events_of for service in SERVICES}
+        by_name = {process.name: process for process in self.processes}
+        stopped: list[str] = []
+        for name in stop_order(list(by_name), consumes_from):
+            process = by_name[name]
+            if consumes_from.get(name) and process.is_running() and self._broker_available():
+                consumer_groups_caught_up(
+                    self.bootstrap_servers,
+                    drain_grace_s,
+                    announce=lambda line: self.sink("lkern", line),
+                    subscriptions=consumer_subscriptions(process),
+                )
+            try:
+                process.stop()
+                stopped.append(name)
+            except Exception as exc:
+                logger.error("Could not stop %s cleanly: %s", name, exc)
+        self.processes.clear()
         return stopped

@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -27,7 +27,7 @@ The channel is always mutual TLS (lkern_common.grpc_tls); the target's host must
 the server certificate (the service name, localhost or 127.0.0.1 for the local stack's).
 
 Retries are done by gRPC itself from the channel's service config (`retryPolicy`), only for
-UNAVAILABLE: all three RPCs are reads, so a retry is safe. The current request id
+UNAVAILABLE: every RPC is a read, so a retry is safe. The current request id
 (`lkern_common.request_context`) travels as `x-request-id` metadata.
 
 `ContactsClient` (sync) keeps the standard's behaviour: any gRPC error is logged and reads as
@@ -432,6 +432,30 @@ class AsyncContactsClient:
         except grpc.aio.AioRpcError as e:
             raise _client_error("GetContactsByIds", e) from e
         return list(response.contacts)
+
+    async def list_contacts(
+        self, after_id: int = 0, page_size: int = 0
+    ) -> tuple[list[contacts_pb2.Contact], int]:
+        """
+        A page of every contact with an id greater than ``after_id``, ordered by id, and the
+        ``after_id`` of the next page (0 after the last page). ``page_size`` 0 = the server's.
+        Through the breaker like every call: a resync does not hammer a contacts that is down.
+        """
+        return await self.breaker.call(
+            "ListContacts", lambda: self._list_contacts(after_id, page_size)
+        )
+
+    async def _list_contacts(
+        self, after_id: int, page_size: int
+    ) -> tuple[list[contacts_pb2.Contact], int]:
+        request = contacts_pb2.ListContactsRequest(after_id=after_id, page_size=page_size)
+        try:
+            response = await self._get_stub().ListContacts(
+                request, timeout=self.settings.timeout_seconds, metadata=_call_metadata()
+            )
+        except grpc.aio.AioRpcError as e:
+            raise _client_error("ListContacts", e) from e
+        return list(response.contacts), response.next_after_id
 
     async def validate_contact_detailed(self, contact_id: int) -> ContactValidation:
         """Validate that the contact exists and is active; the reason when it is not."""

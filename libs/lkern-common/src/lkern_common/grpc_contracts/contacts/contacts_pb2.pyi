@@ -6,8 +6,8 @@ isort:skip_file
 FILE: contacts.proto
 PATH: /services/lkms101-contacts/proto/contacts.proto
 DESCRIPTION: gRPC contract of the contacts service (lkms101-contacts)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 The ONE source of this contract. Generated code lives in
   services/lkms101-contacts/app/grpc/            (server side)
@@ -145,6 +145,33 @@ class ValidateContactRequest(_message.Message):
 Global___ValidateContactRequest: _TypeAlias = ValidateContactRequest  # noqa: Y015
 
 @_typing.final
+class ListContactsRequest(_message.Message):
+    """A page of every contact, ordered by id: the contacts with an id greater than
+    `after_id` (0 = from the start), at most `page_size` of them (0 = the server's
+    default; more than the server's maximum is INVALID_ARGUMENT).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    after_id: _builtins.int
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        after_id: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_id", b"after_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactsRequest: _TypeAlias = ListContactsRequest  # noqa: Y015
+
+@_typing.final
 class GetContactResponse(_message.Message):
     """================================================================
     RESPONSE MESSAGES
@@ -210,3 +237,28 @@ class ValidateContactResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateContactResponse: _TypeAlias = ValidateContactResponse  # noqa: Y015
+
+@_typing.final
+class ListContactsResponse(_message.Message):
+    """`next_after_id` is the `after_id` of the next page; 0 when this page is the last."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_ID_FIELD_NUMBER: _builtins.int
+    next_after_id: _builtins.int
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    def __init__(
+        self,
+        *,
+        contacts: _abc.Iterable[Global___Contact] | None = ...,
+        next_after_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "next_after_id", b"next_after_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactsResponse: _TypeAlias = ListContactsResponse  # noqa: Y015

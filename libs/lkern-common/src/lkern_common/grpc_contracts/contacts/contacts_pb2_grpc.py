@@ -54,6 +54,11 @@ class ContactsServiceStub:
                 request_serializer=contacts__pb2.ValidateContactRequest.SerializeToString,
                 response_deserializer=contacts__pb2.ValidateContactResponse.FromString,
                 _registered_method=True)
+        self.ListContacts = channel.unary_unary(
+                '/contacts.ContactsService/ListContacts',
+                request_serializer=contacts__pb2.ListContactsRequest.SerializeToString,
+                response_deserializer=contacts__pb2.ListContactsResponse.FromString,
+                _registered_method=True)
 
 
 class ContactsServiceServicer:
@@ -84,6 +89,14 @@ class ContactsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListContacts(self, request, context):
+        """Every contact, a page at a time (keyset by id): lets another service rebuild its
+        read model of contacts when the event history is gone (a new broker).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +114,11 @@ def add_ContactsServiceServicer_to_server(servicer, server):
                     servicer.ValidateContact,
                     request_deserializer=contacts__pb2.ValidateContactRequest.FromString,
                     response_serializer=contacts__pb2.ValidateContactResponse.SerializeToString,
+            ),
+            'ListContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContacts,
+                    request_deserializer=contacts__pb2.ListContactsRequest.FromString,
+                    response_serializer=contacts__pb2.ListContactsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -188,6 +206,33 @@ class ContactsService:
             '/contacts.ContactsService/ValidateContact',
             contacts__pb2.ValidateContactRequest.SerializeToString,
             contacts__pb2.ValidateContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/contacts.ContactsService/ListContacts',
+            contacts__pb2.ListContactsRequest.SerializeToString,
+            contacts__pb2.ListContactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,8 @@ isort:skip_file
 FILE: contacts.proto
 PATH: /services/lkms101-contacts/proto/contacts.proto
 DESCRIPTION: gRPC contract of the contacts service (lkms101-contacts)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 10:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 The ONE source of this contract. Generated code lives in
   services/lkms101-contacts/app/grpc/            (server side)
@@ -55,6 +55,10 @@ class ContactsServiceStub:
     """Get multiple contacts by IDs (batch operation)"""
     ValidateContact: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.ValidateContactRequest, _contacts_pb2.ValidateContactResponse]
     """Validate contact exists and is active"""
+    ListContacts: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.ListContactsRequest, _contacts_pb2.ListContactsResponse]
+    """Every contact, a page at a time (keyset by id): lets another service rebuild its
+    read model of contacts when the event history is gone (a new broker).
+    """
 
 @_typing.type_check_only
 class ContactsServiceAsyncStub(ContactsServiceStub):
@@ -70,6 +74,10 @@ class ContactsServiceAsyncStub(ContactsServiceStub):
     """Get multiple contacts by IDs (batch operation)"""
     ValidateContact: _aio.UnaryUnaryMultiCallable[_contacts_pb2.ValidateContactRequest, _contacts_pb2.ValidateContactResponse]  # type: ignore[assignment]
     """Validate contact exists and is active"""
+    ListContacts: _aio.UnaryUnaryMultiCallable[_contacts_pb2.ListContactsRequest, _contacts_pb2.ListContactsResponse]  # type: ignore[assignment]
+    """Every contact, a page at a time (keyset by id): lets another service rebuild its
+    read model of contacts when the event history is gone (a new broker).
+    """
 
 class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     """================================================================
@@ -100,5 +108,15 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_contacts_pb2.ValidateContactResponse, _abc.Awaitable[_contacts_pb2.ValidateContactResponse]]:
         """Validate contact exists and is active"""
+
+    @_abc_1.abstractmethod
+    def ListContacts(
+        self,
+        request: _contacts_pb2.ListContactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_contacts_pb2.ListContactsResponse, _abc.Awaitable[_contacts_pb2.ListContactsResponse]]:
+        """Every contact, a page at a time (keyset by id): lets another service rebuild its
+        read model of contacts when the event history is gone (a new broker).
+        """
 
 def add_ContactsServiceServicer_to_server(servicer: ContactsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
