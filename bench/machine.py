@@ -3,8 +3,8 @@
 FILE: machine.py
 PATH: /bench/machine.py
 DESCRIPTION: Is the machine ours? CPU used by other programs during a run, and waiting for quiet
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 
 The figures only mean something when the bench has the machine to itself. Before each run the
@@ -29,9 +29,12 @@ BUSY_SHARE = 0.10
 
 
 # === HELPERS ===
-def wait_until_idle(limit_s: float = SETTLE_LIMIT_S) -> float:
-    """Wait (at most ``limit_s``) until the machine is nearly idle; returns the last busy %."""
-    deadline = time.monotonic() + limit_s
+def wait_until_idle(limit_s: float | None = None) -> float:
+    """
+    Wait (at most ``limit_s``, default SETTLE_LIMIT_S: ``--idle-wait``) until the machine is
+    nearly idle; returns the last busy %.
+    """
+    deadline = time.monotonic() + (SETTLE_LIMIT_S if limit_s is None else limit_s)
     busy = float(psutil.cpu_percent(interval=0.5))
     while busy > IDLE_CPU_PERCENT and time.monotonic() < deadline:
         busy = float(psutil.cpu_percent(interval=0.5))
@@ -92,3 +95,20 @@ class ForeignCpu:
         self.share = sum(used.values()) / capacity if capacity else 0.0
         self.top = sorted(used.items(), key=lambda item: -item[1])[:3]
         return self.share
+
+
+# === CPU OF THE PROCESSES UNDER TEST ===
+def tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds of a process and its living descendants (uvicorn's workers)."""
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            total += _cpu_seconds(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total

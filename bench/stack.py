@@ -3,8 +3,8 @@
 FILE: stack.py
 PATH: /bench/stack.py
 DESCRIPTION: The stack under test: `lkern up` started by the bench (own folder, free ports) or given
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:05:00
 ================================================================
 
 The bench runs the real ``lkern up`` (what ``make up`` runs) as a child process, on a data folder
@@ -238,3 +238,66 @@ class BenchStack:
     def remove(self) -> None:
         """Delete the data folder (PostgreSQL's cluster and the broker's log)."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# === THE ANCHOR (bench/anchor.py) ===
+@dataclass
+class AnchorApp:
+    """
+    The bare FastAPI app of issue 18 (bench/anchor.py) under uvicorn with uvloop and httptools,
+    ``workers`` processes, on a free port, reading the contacts database of the stack.
+    """
+
+    dsn: str
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        args = [
+            str(REPO_ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "uvicorn",
+            "bench.anchor:app",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        environment = {**os.environ, "ANCHOR_DSN": self.dsn}
+        self.process = subprocess.Popen(
+            args, cwd=REPO_ROOT, env=environment, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the anchor app exited with {self.process.returncode}")
+                try:
+                    if client.get(f"{self.url}/api/v1/contacts/1").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError("the anchor app did not answer in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

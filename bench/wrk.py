@@ -3,8 +3,8 @@
 FILE: wrk.py
 PATH: /bench/wrk.py
 DESCRIPTION: REST load with wrk (Debian's package) and the Lua scripts in bench/lua
-VERSION: v1.0.0
-UPDATED: 2026-11-26 18:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 wrk runs in its own process (two threads) and keeps ``connections`` connections busy: each sends
@@ -44,6 +44,9 @@ class WrkResult:
     max_ms: float
     non2xx: int
     socket_errors: int  # connect + read + write errors and timeouts
+    # CPU the server's processes spent per request (bench.run measures it around the run): on a
+    # shared machine the figure that moves least with the load of others.
+    cpu_ms_per_request: float = 0.0
 
     @property
     def errors(self) -> int:

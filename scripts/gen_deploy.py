@@ -3,8 +3,8 @@
 FILE: gen_deploy.py
 PATH: /scripts/gen_deploy.py
 DESCRIPTION: Generate (or --check) the deployment files that list services, from the registry
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:55:00
 ================================================================
 
 Usage (from the repository root; `make deploy-files`):
@@ -19,6 +19,7 @@ the services' declarations (their pyproject.toml [tool.lkern], lkern_common.regi
     deploy/postgres/init-databases.sql one database per service
     deploy/kafka/setup-acls.sh         a Kafka user per service: writes its own topics only
     .dockerignore                      the paths deploy/Dockerfile copies, per service
+    deploy/prometheus/prometheus.yml   a scrape job per service (profile "metrics")
 
 A new service (``lkern new-service``) is picked up by running this script; the deployment tests
 (tests/deploy) fail while a file is stale.
@@ -61,6 +62,7 @@ FILES = (
     GeneratedFile("init-databases.sql.j2", "deploy/postgres/init-databases.sql", "--"),
     GeneratedFile("setup-acls.sh.j2", "deploy/kafka/setup-acls.sh", "#"),
     GeneratedFile("dockerignore.j2", ".dockerignore", "#"),
+    GeneratedFile("prometheus.yml.j2", "deploy/prometheus/prometheus.yml", "#"),
 )
 
 

@@ -2,8 +2,8 @@
 -- FILE: common.lua
 -- PATH: /bench/lua/common.lua
 -- DESCRIPTION: Shared part of the wrk scripts: thread ids, non-2xx count, one JSON summary line
--- VERSION: v1.0.0
--- UPDATED: 2026-11-26 18:00:00
+-- VERSION: v1.1.0
+-- UPDATED: 2026-12-02 05:45:00
 -- ================================================================
 -- wrk runs setup() and done() in its main Lua state and init()/request()/response() in one
 -- state per thread, so each thread counts its own non-2xx answers and done() adds them up.
@@ -27,6 +27,15 @@ end
 function common_init(args)
   math.randomseed(os.time() * 1000 + thread_id * 7919)
   for _ = 1, 10 do math.random() end
+end
+
+-- wrk.format(method, path, headers, body) sends `headers` *instead of* wrk.headers (the -H
+-- options: the bearer token), so a script that adds a header passes with_headers({...}).
+function with_headers(extra)
+  local merged = {}
+  for name, value in pairs(wrk.headers) do merged[name] = value end
+  for name, value in pairs(extra) do merged[name] = value end
+  return merged
 end
 
 function done(summary, latency, requests)

@@ -2,8 +2,8 @@
 -- FILE: create_contact.lua
 -- PATH: /bench/lua/create_contact.lua
 -- DESCRIPTION: wrk: POST /api/v1/contacts/ with a unique email per request (args: run nonce)
--- VERSION: v1.0.0
--- UPDATED: 2026-11-26 18:00:00
+-- VERSION: v1.1.0
+-- UPDATED: 2026-12-02 05:45:00
 -- ================================================================
 dofile("common.lua")
 
@@ -20,5 +20,5 @@ function request()
   local body = string.format(
     '{"name": "Bench Contact %d", "email": "bench-%s-%d-%d@example.com", "phone": "+421 900 123 456"}',
     sequence, nonce, thread_id, sequence)
-  return wrk.format("POST", "/api/v1/contacts/", { ["Content-Type"] = "application/json" }, body)
+  return wrk.format("POST", "/api/v1/contacts/", with_headers({ ["Content-Type"] = "application/json" }), body)
 end

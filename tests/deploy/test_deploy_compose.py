@@ -4,7 +4,7 @@ FILE: test_deploy_compose.py
 PATH: /tests/deploy/test_deploy_compose.py
 DESCRIPTION: deploy/docker-compose.yml: services, ports, order, health checks, wiring, settings
 VERSION: v1.3.0
-UPDATED: 2026-12-02 06:55:00
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -12,10 +12,12 @@ UPDATED: 2026-12-02 06:55:00
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import gen_env_example
 import pytest
+import yaml
 from conftest import ENTRIES, SERVICES
 from deploy_support import COMPOSE_FILE, REPO_ROOT, service_environment, settings_from_env
 
@@ -68,11 +70,11 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "SERVICE_NAME": "each service's default is its own name",
     "SERVICE_VERSION": "the code's version",
     "LOG_REQUESTS": "one access line per request is wanted in containers too",
+    "LOG_REQUESTS_SAMPLE": "1.0: every request's line (failed ones are always logged)",
     "LOG_FORMAT": "text, as the standard shows (json for a log collector: docs/observability.md)",
     "LOG_LEVEL_POLL_SECONDS": "a level set with PUT /config/log-level reaches every replica in 2 s",
     # HTTP / gRPC
     "HTTP_HOST": "0.0.0.0: every interface of the container",
-    "HTTP_WORKERS": "one process per container: scale with replicas",
     "CORS_ALLOW_CREDENTIALS": "true, with explicit origins (never *)",
     "GRPC_HOST": "0.0.0.0: every interface of the container",
     "GRPC_GRACE_SECONDS": "5 s fits in the 30 s stop_grace_period",
@@ -140,9 +142,10 @@ LEFT_AT_DEFAULT: dict[str, str] = {
 }
 INFRASTRUCTURE = {"lkms501-postgres", "lkms503-kafka", "lkms503-kafka-setup"}
 # Optional services, each in its profile (docs/observability.md): not started by a plain `up`.
-OPTIONAL = {"lkms504-jaeger": "tracing"}
+OPTIONAL = {"lkms504-jaeger": "tracing", "prometheus": "metrics"}
 # Variables read by a library, not by the service's settings: OpenTelemetry's own.
 LIBRARY_VARIABLE_PREFIXES = ("OTEL_",)
+PROMETHEUS_DIR = COMPOSE_FILE.parent / "prometheus"
 
 
 # === HELPERS ===
@@ -391,3 +394,56 @@ def test_docker_compose_accepts_the_file() -> None:
         check=True,
     ).stdout.split()
     assert "lkms101-contacts" in services and "lkms503-kafka" in services
+
+
+# === TESTS: METRICS (profile "metrics") ===
+def lkern_metric_names() -> set[str]:
+    """Every sample name the services' metrics can have (lkern_common.metrics)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    import lkern_common.metrics as metrics
+
+    names: set[str] = set()
+    for metric in vars(metrics).values():
+        if isinstance(metric, Counter):
+            names |= {f"{metric._name}_total"}
+        elif isinstance(metric, Histogram):
+            names |= {f"{metric._name}_{suffix}" for suffix in ("bucket", "sum", "count")}
+        elif isinstance(metric, Gauge):
+            names.add(metric._name)
+    return names
+
+
+def test_prometheus_scrapes_every_replica_of_both_services(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["read_only"] is True and prometheus["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in prometheus["security_opt"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in prometheus["volumes"]}
+    config_file = (COMPOSE_FILE.parent / mounts["/etc/prometheus/prometheus.yml"]).resolve()
+    assert config_file == PROMETHEUS_DIR / "prometheus.yml"
+    assert any(volume.split(":")[0] in compose["volumes"] for volume in prometheus["volumes"])
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(SERVICES)
+    for service, ports in SERVICES.items():
+        job = jobs[service]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        # DNS discovery: one target per container of the compose service (replicas included).
+        assert job["dns_sd_configs"] == [
+            {"names": [service], "type": "A", "port": ports["http"], "refresh_interval": "30s"}
+        ]
+    rule_files = {Path(path).name for path in config["rule_files"]}
+    assert rule_files == {"alerts.yml"}
+    assert (COMPOSE_FILE.parent / mounts["/etc/prometheus/alerts.yml"]).resolve() == (
+        PROMETHEUS_DIR / "alerts.yml"
+    )
+
+
+def test_alert_rules_use_only_metrics_the_services_have() -> None:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8"))
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    used = {name for expr in expressions for name in re.findall(r"\blkern_\w+", expr)}
+    assert used, "the rules use the services' metrics"
+    assert not used - lkern_metric_names(), "rules name metrics no service exposes"
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {"LkernOutboxBacklog", "LkernConsumerStalled"} <= alerts

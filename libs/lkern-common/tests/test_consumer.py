@@ -3,7 +3,7 @@
 FILE: test_consumer.py
 PATH: /libs/lkern-common/tests/test_consumer.py
 DESCRIPTION: Idempotent consumer and inbox against a real Tansu broker and a real PostgreSQL
-VERSION: v1.1.0
+VERSION: v1.2.0
 UPDATED: 2026-12-02 06:40:00
 ================================================================
 
@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from prometheus_client import REGISTRY
 from sqlalchemy import String, make_url
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import Connection
@@ -450,6 +451,16 @@ async def test_same_event_delivered_twice_is_applied_once(harness: Harness) -> N
     await eventually(lambda: _equals(harness.committed(), 3), "offset 3 is committed")
 
 
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's metrics (no multiprocess folder in tests), 0 when absent."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def consumer_events(harness: Harness, outcome: str) -> float:
+    labels = {"group": harness.group, "topic": harness.topic, "outcome": outcome}
+    return metric("lkern_consumer_events_total", **labels)
+
+
 async def test_handler_failing_twice_then_succeeding_is_applied_once(harness: Harness) -> None:
     async def flaky(session: AsyncSession, event: dict[str, Any]) -> None:
         await harness.record(session, event)  # written, then rolled back when we raise
@@ -471,6 +482,14 @@ async def test_handler_failing_twice_then_succeeding_is_applied_once(harness: Ha
     assert consumer.status.dead_lettered == 0
     await eventually(lambda: _equals(harness.committed(), 1), "offset 1 is committed")
     assert await harness.dead_letters(expected=1, wait_s=1.0) == []
+    # The metrics (docs/observability.md) tell the same.
+    assert metric("lkern_consumer_retries_total", group=harness.group) == 2
+    assert consumer_events(harness, "applied") == 1
+    assert consumer_events(harness, "dead_lettered") == 0
+    assert metric("lkern_event_end_to_end_seconds_count", topic=harness.topic) == 1
+    assert metric("lkern_consumer_batch_size_sum", group=harness.group) == 1
+    lag = {"group": harness.group, "topic": harness.topic, "partition": "0"}
+    await eventually(lambda: metric("lkern_consumer_lag_messages", **lag) == 0, "no lag")
 
 
 async def test_failing_handler_dead_letters_and_next_event_is_applied(harness: Harness) -> None:
@@ -509,6 +528,10 @@ async def test_failing_handler_dead_letters_and_next_event_is_applied(harness: H
     assert consumer.status.last_error is not None
     assert "cursed" in consumer.status.last_error
     await eventually(lambda: _equals(harness.committed(), 2), "offset 2 is committed")
+    assert consumer_events(harness, "dead_lettered") == 1
+    assert consumer_events(harness, "applied") == 1
+    assert metric("lkern_consumer_retries_total", group=harness.group) == 2
+    assert metric("lkern_consumer_last_progress_timestamp_seconds", group=harness.group) > 0
 
 
 async def test_invalid_messages_are_dead_lettered_at_once(harness: Harness) -> None:

@@ -58,6 +58,10 @@ class WhoAmIServicer(contacts_pb2_grpc.ContactsServiceServicer):
     async def ValidateContact(self, request: Any, context: Any) -> Any:
         return contacts_pb2.ValidateContactResponse(is_valid=True)
 
+    @requires_scope("contacts:read")
+    async def ListContacts(self, request: Any, context: Any) -> Any:
+        return contacts_pb2.ListContactsResponse()
+
 
 async def token_principal(token: str) -> Principal:
     """The stand-in token verifier: known tokens only."""

@@ -127,6 +127,15 @@ class FakeContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):
             )
         return contacts_pb2.ValidateContactResponse(is_valid=True)
 
+    @requires_scope("contacts:read")
+    async def ListContacts(self, request: Any, context: Any) -> contacts_pb2.ListContactsResponse:
+        await self._before(context)
+        page = sorted(i for i in self.contacts if i > request.after_id)[: request.page_size or 100]
+        last = page[-1] if page else 0
+        return contacts_pb2.ListContactsResponse(
+            contacts=[self.contacts[i] for i in page], next_after_id=last
+        )
+
 
 # === FIXTURES ===
 @dataclass

@@ -3,8 +3,8 @@
 FILE: test_outbox_relay.py
 PATH: /libs/lkern-common/tests/test_outbox_relay.py
 DESCRIPTION: Transactional outbox and its relay against a real PostgreSQL and a real Tansu broker
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 The library has no Alembic setup of its own: a fresh database gets the outbox table from the
@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -395,6 +396,8 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
         outbox_backlog_log_interval_seconds=0.2,
     )
     relay = OutboxRelay(settings, db, topics=[topic])
+    failures_before = metric("lkern_outbox_publish_failures_total")
+    published_before = metric("lkern_outbox_published_events_total")
     await relay.start()
     try:
         event_ids = await write_events(db, topic, ["a", "b"], per_key=5)
@@ -414,6 +417,12 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
         assert readiness.degraded is True  # events wait and the broker was never verified
         assert "10 events wait" in readiness.details["reason"]
         assert readiness.details["last_error"]
+        # The metrics (docs/observability.md) tell the same.
+        await relay.refresh_metrics()
+        assert metric("lkern_outbox_pending_events") == 10
+        assert metric("lkern_outbox_oldest_pending_age_seconds") > 0
+        assert metric("lkern_outbox_publish_failures_total") - failures_before >= 2
+        assert metric("lkern_outbox_relay_leader") == 1
 
         with LocalBroker(port=port) as broker:  # the broker comes up: no relay restart
             # (A subscribing consumer would make Tansu create the topic with its own default
@@ -427,6 +436,10 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
                 got = await collector.wait_for(lambda events: len(events) >= 10, WAIT_S)
             await eventually(lambda: _empty(db), "the outbox is published", timeout_s=WAIT_S)
             assert sorted(set(ids_of(got))) == sorted(event_ids)
+            assert metric("lkern_outbox_published_events_total") - published_before >= 10
+            await relay.refresh_metrics()
+            assert metric("lkern_outbox_pending_events") == 0
+            assert metric("lkern_outbox_oldest_pending_age_seconds") == 0
             readiness = await relay.readiness()
             assert readiness.details["broker"] == "verified"
             assert readiness.degraded is False
@@ -450,6 +463,11 @@ async def test_events_wait_while_the_broker_is_down_and_go_out_when_it_is_up(
             await relay.stop()
     finally:
         await relay.stop()
+
+
+def metric(name: str) -> float:
+    """A sample of this process's metrics (no multiprocess folder in tests), 0 when absent."""
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 async def test_ready_reports_a_paused_broker_by_its_last_verification(

@@ -4,8 +4,8 @@ FILE: test_web.py
 PATH: /libs/lkern-common/tests/test_web.py
 DESCRIPTION: The shared REST pieces against hostile input: text, unknown fields, strict types,
              body size, bad JSON, 500s, 405/HEAD, the OpenAPI additions
-VERSION: v1.0.0
-UPDATED: 2026-12-02 03:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 A small app built by ``create_web_app`` (the services' factory) with a test router; no
@@ -328,3 +328,22 @@ def test_a_router_without_the_shared_route_class_is_refused() -> None:
         create_web_app(
             ServiceSettings(), title="t", description="d", lifespan=no_resources, routers=[plain]
         )
+
+
+# === ACCESS LOG SAMPLING ===
+async def test_a_sampled_access_log_keeps_every_failed_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = ServiceSettings(log_requests_sample=0.0, **TOKENS.settings())
+    app = create_service_app(
+        settings, title="t", description="d", lifespan=no_resources, routers=[router]
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with caplog.at_level(logging.INFO, logger="lkern.access"):
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=TOKENS.bearer()
+        ) as http_client:
+            assert (await http_client.get("/api/v1/things/7")).status_code == 200
+            assert (await http_client.get("/api/v1/things/x")).status_code == 422
+    lines = [record.getMessage() for record in caplog.records if record.name == "lkern.access"]
+    assert len(lines) == 1 and "/api/v1/things/x -> 422" in lines[0]

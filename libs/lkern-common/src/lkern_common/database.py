@@ -3,8 +3,8 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -13,12 +13,13 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from lkern_common.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAIT_SECONDS_TALLY
 from lkern_common.settings import ServiceSettings
 from lkern_common.tracing import instrument_engine
 
@@ -200,6 +202,30 @@ class Query:
         return [values[name] for name in self._compiled.positiontup or ()]
 
 
+# === POOL METRICS ===
+class _TimedGate(asyncio.Semaphore):
+    """The FIFO gate, timing each wait for a slot (``lkern_db_pool_wait_seconds``)."""
+
+    async def __aenter__(self) -> None:
+        started = time.perf_counter()
+        await self.acquire()
+        DB_POOL_WAIT_SECONDS_TALLY.observe((), time.perf_counter() - started)
+
+
+def _count_checkouts(engine: AsyncEngine) -> None:
+    """Keep ``lkern_db_pool_connections_in_use`` with the pool's checkouts and checkins."""
+    in_use = DB_POOL_IN_USE
+
+    def checked_out(*_: Any) -> None:
+        in_use.inc()
+
+    def checked_in(*_: Any) -> None:
+        in_use.dec()
+
+    event.listen(engine.sync_engine, "checkout", checked_out)
+    event.listen(engine.sync_engine, "checkin", checked_in)
+
+
 # === DATABASE ===
 class Database:
     """
@@ -227,6 +253,8 @@ class Database:
         # A span per statement while tracing is on (lkern_common.tracing; no-op when off).
         instrument_engine(self.engine)
         self._slots = settings.db_pool_size + settings.db_max_overflow
+        DB_POOL_SIZE.set(self._slots)
+        _count_checkouts(self.engine)
         self._gate: asyncio.Semaphore | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -239,7 +267,7 @@ class Database:
         """The gate of the running event loop (one per loop: tests may use several)."""
         loop = asyncio.get_running_loop()
         if self._gate is None or self._gate_loop is not loop:
-            self._gate, self._gate_loop = asyncio.Semaphore(self._slots), loop
+            self._gate, self._gate_loop = _TimedGate(self._slots), loop
         return self._gate
 
     @asynccontextmanager
@@ -275,8 +303,20 @@ class Database:
             )
             return rows
 
+    async def fetch_row(self, sql: str, *arguments: Any) -> asyncpg.Record | None:
+        """The first row of a plain SQL statement on the driver (autocommit), or None."""
+        async with self._driver_connection(sql) as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(sql, *arguments)
+            return row
+
+    async def fetch_rows(self, sql: str, *arguments: Any) -> list[asyncpg.Record]:
+        """Every row of a plain SQL statement on the driver (autocommit)."""
+        async with self._driver_connection(sql) as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+            return rows
+
     @asynccontextmanager
-    async def _driver_connection(self, query: Query) -> AsyncIterator[asyncpg.Connection]:
+    async def _driver_connection(self, query: Query | str) -> AsyncIterator[asyncpg.Connection]:
         """
         The asyncpg connection of a pooled connection, taken through the same gate and pool as
         sessions. No transaction is begun: each statement commits on its own. A connection that
@@ -289,7 +329,8 @@ class Database:
                 yield pooled.driver_connection
             except CONNECTION_LOST_ERRORS as error:
                 await connection.invalidate(error)
-                raise sa_exc.OperationalError(query.sql, None, error) from error
+                sql = query if isinstance(query, str) else query.sql
+                raise sa_exc.OperationalError(sql, None, error) from error
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -3,9 +3,10 @@
 FILE: grpc_server.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_server.py
 DESCRIPTION: grpc.aio server: mutual TLS, authorisation, health, reflection, request id, one
-             error contract (DomainError → status), checked request messages, graceful stop
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:10:00
+             error contract (DomainError → status), checked request messages, metrics,
+             graceful stop
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 Usage (a service's lifespan):
@@ -55,6 +56,7 @@ from lkern_common.grpc_auth import (
 )
 from lkern_common.grpc_tls import TlsFiles, service_tls_files
 from lkern_common.grpc_wire import BadRequest, checked_deserializer
+from lkern_common.metrics.grpc import ServerMetricsInterceptor
 from lkern_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from lkern_common.settings import ServiceSettings
 from lkern_common.tracing import grpc_server_interceptors
@@ -402,6 +404,8 @@ class GrpcServer:
             # Outermost: the SERVER span (trace context from the caller's metadata) covers the
             # authorisation too; empty while tracing is off (lkern_common.tracing).
             *grpc_server_interceptors(),
+            # Then the metrics: an RPC refused by the interceptors below is counted too.
+            ServerMetricsInterceptor(),
             RequestContextInterceptor(),
             AuthorizationInterceptor(self._requirements, client_scopes or {}, token_principal),
             RefuseBadRequestInterceptor(),
@@ -588,7 +592,7 @@ async def start_service_grpc_server(
         host=settings.grpc_host,
         port=settings.grpc_port,
         grace_seconds=settings.grpc_grace_seconds,
-        reuse_port=settings.http_workers > 1,
+        reuse_port=settings.worker_processes > 1,
         options=message_size_options(settings.grpc_max_message_bytes),
     )
     for add_to_server, servicer, service_name in servicers:

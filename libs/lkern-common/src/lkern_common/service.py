@@ -28,7 +28,8 @@ each closed in reverse (also when a later one fails to start):
 2. the idempotency key cleaner (``app.state.idempotency_key_cleaner``);
 3. the spec's ``resources`` (``LifespanHook``: ``app.state.<name>``, optional readiness check):
    clients of other services, and the place for metrics exporters, tracing providers…;
-4. the outbox relay of the spec's topics (``app.state.outbox_relay``, readiness ``outbox``);
+4. the outbox relay of the spec's topics (``app.state.outbox_relay``, readiness ``outbox``,
+   its backlog gauges refreshed at each /metrics scrape);
 5. the gRPC server with every servicer (``app.state.grpc_server``);
 6. the event consumers (``app.state.<name>_consumer``, readiness ``<name>``) when enabled, each
    after its ``before_start`` hook.
@@ -54,6 +55,7 @@ from lkern_common.database import Database
 from lkern_common.grpc_server import GrpcServer, start_service_grpc_server
 from lkern_common.idempotency import IdempotencyKeyCleaner
 from lkern_common.logging_setup import configure_logging
+from lkern_common.metrics.exposition import add_metrics_refresher
 from lkern_common.outbox import OutboxRelay
 from lkern_common.registry import ServiceEntry
 from lkern_common.settings import ServiceSettings
@@ -211,6 +213,7 @@ def _lifespan(
             )
             app.state.outbox_relay = relay
             add_readiness_check(app, "outbox", relay.readiness_check())
+            add_metrics_refresher(app, relay.refresh_metrics)  # backlog gauges at scrape time
 
             if spec.grpc_servicers:
                 grpc_server = await start_grpc_server(spec, context)

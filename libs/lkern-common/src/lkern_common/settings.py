@@ -3,12 +3,14 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:45:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
 # === IMPORTS ===
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,6 +47,22 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
+
+
+def available_cores() -> int:
+    """
+    The CPU cores this process may use: its CPU affinity, capped by the cgroup's CPU quota
+    (a container limited to 1.5 CPUs gets 2; ``os.cpu_count()`` would name the host's cores).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:  # cgroup v2: "<quota> <period>" or "max <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota != "max" and int(period) > 0:
+        cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    return cores
 
 
 def _split_csv(value: Any) -> Any:
@@ -93,11 +111,23 @@ class ServiceSettings(BaseSettings):
     log_requests: bool = Field(
         default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
     )
+    log_requests_sample: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of successful requests (status < 400) that get an access line; "
+        "failed ones always do. Below 1 it saves the line's cost under heavy load",
+    )
 
     # --- HTTP ---
     http_host: str = "0.0.0.0"
     http_port: int = 4000
-    http_workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
+    http_workers: int = Field(
+        default=0,
+        ge=0,
+        description="uvicorn worker processes; 0: one per CPU core the process may use (its CPU "
+        "affinity, capped by a container's CPU quota). Each has its own DB pool (DB_POOL_SIZE)",
+    )
     cors_origins: Annotated[list[str], NoDecode] = [WEB_UI_ORIGIN]
     cors_allow_credentials: bool = True
     http_max_body_bytes: int = Field(
@@ -344,6 +374,11 @@ class ServiceSettings(BaseSettings):
     )
 
     # === VALIDATORS ===
+    @property
+    def worker_processes(self) -> int:
+        """HTTP_WORKERS, or (0) the cores this process may use (docs/performance.md)."""
+        return self.http_workers or available_cores()
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg_driver(cls, value: str) -> str:

@@ -3,30 +3,32 @@
 FILE: contacts.py
 PATH: /services/lkms101-contacts/app/routers/contacts.py
 DESCRIPTION: FastAPI router for contacts endpoints (CRUD operations)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
 # === IMPORTS ===
-from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.database import DatabaseDep, SessionDep
+from app.data.contacts import ContactView, contact_json
+from app.database import Database, SessionDep
 from app.models.contact import Contact
 from app.schemas.contact import ContactCreate, ContactResponse, ContactUpdate
-from app.services.contacts_service import ContactRow, ContactsReader, ContactsService, NewContact
+from app.services.contacts_service import ContactsReader, ContactsService
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.database import INT32_MAX
-from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyDep, json_response
+from lkern_common.idempotency import IDEMPOTENCY_RESPONSES, IdempotencyRequestDep
 from lkern_common.web.conditional import (
+    ETAG_HEADER,
     ETAG_RESPONSE_HEADER,
     NOT_MODIFIED_RESPONSE,
     PRECONDITION_RESPONSES,
     IfMatchDep,
     IfNoneMatchHeader,
+    etag,
     not_modified,
     set_etag,
 )
@@ -43,6 +45,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
     404: {"description": "Contact not found"},
 }
 ContactId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Contact ID")]
+JSON = "application/json"
 
 
 # === DEPENDENCIES ===
@@ -51,18 +54,33 @@ async def get_contacts_service(session: SessionDep) -> ContactsService:
     return ContactsService(session)
 
 
-async def get_contacts_reader(db: DatabaseDep) -> ContactsReader:
-    """The contacts reads for a route that only reads (no session, no transaction)."""
-    return ContactsReader(db)
-
-
 ServiceDep = Annotated[ContactsService, Depends(get_contacts_service)]
-ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
 
 # Each route declares the scope it needs in its decorator (`requires`): reads contacts:read,
 # changes contacts:write. A route without one makes the app refuse to start.
-# Routes return the contact (a record, or the ORM object after a change); FastAPI validates and
-# serialises it once, as `response_model` (ContactResponse).
+#
+# Hot routes (GET, list, create) resolve no dependency but the token check: they take the
+# request and build their reader from the app's Database (a plain object, no I/O), read typed
+# views (ContactView) on asyncpg and answer with the view serialised once by orjson
+# (contact_json); `response_model` only documents the answer (FastAPI does not validate a
+# returned Response again). Changes of existing contacts return the ORM object, which FastAPI
+# validates and serialises as ContactResponse.
+
+
+# === HELPERS ===
+def _reader(request: Request) -> ContactsReader:
+    db: Database = request.app.state.db
+    return ContactsReader(db)
+
+
+def _contact_answer(contact: ContactView, status_code: int = status.HTTP_200_OK) -> Response:
+    """The contact as JSON with its ETag."""
+    return Response(
+        contact_json(contact),
+        status_code,
+        headers={ETAG_HEADER: etag(contact.version)},
+        media_type=JSON,
+    )
 
 
 # === GET ALL CONTACTS ===
@@ -73,22 +91,22 @@ ReaderDep = Annotated[ContactsReader, Depends(get_contacts_reader)]
     dependencies=[requires(CONTACTS_READ)],
 )
 async def get_contacts(
-    reader: ReaderDep,
-    response: Response,
+    request: Request,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
     is_active: bool | None = Query(None, description="Filter by active status"),
     q: Text | None = Query(
         None, max_length=255, description="Search name and email (case-insensitive substring)"
     ),
-) -> Sequence[ContactRow]:
+) -> Response:
     """
     Get list of contacts ordered by id, with optional filtering and pagination.
-    The number of all matching contacts is in the `X-Total-Count` header.
+    The number of all matching contacts is in the `X-Total-Count` header (always exact).
     """
-    contacts, total = await reader.list_contacts(skip=skip, limit=limit, is_active=is_active, q=q)
-    response.headers["X-Total-Count"] = str(total)
-    return contacts
+    contacts, total = await _reader(request).list_contacts(
+        skip=skip, limit=limit, is_active=is_active, q=q
+    )
+    return Response(contact_json(contacts), headers={"X-Total-Count": str(total)}, media_type=JSON)
 
 
 # === GET CONTACT BY ID ===
@@ -99,17 +117,13 @@ async def get_contacts(
     dependencies=[requires(CONTACTS_READ)],
 )
 async def get_contact(
-    contact_id: ContactId,
-    reader: ReaderDep,
-    response: Response,
-    if_none_match: IfNoneMatchHeader = None,
-) -> ContactRow | Response:
+    contact_id: ContactId, request: Request, if_none_match: IfNoneMatchHeader = None
+) -> Response:
     """Get contact by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
-    contact = await reader.get_contact(contact_id)
+    contact = await _reader(request).get_contact(contact_id)
     if (unchanged := not_modified(if_none_match, contact.version)) is not None:
         return unchanged
-    set_etag(response, contact.version)
-    return contact
+    return _contact_answer(contact)
 
 
 # === CREATE CONTACT ===
@@ -125,17 +139,22 @@ async def get_contact(
     dependencies=[requires(CONTACTS_WRITE)],
 )
 async def create_contact(
-    contact: ContactCreate, service: ServiceDep, idempotency: IdempotencyDep
+    contact: ContactCreate, request: Request, idempotency: IdempotencyRequestDep
 ) -> Response:
     """
     Create new contact (400 when another contact has the same email). With an
     `Idempotency-Key`, a retry gets the first answer again.
     """
-    if (replayed := await idempotency.replay(contact)) is not None:
-        return replayed
-    created: NewContact = await service.create_contact(contact)
-    answer = ContactResponse.model_validate(created)
-    return await idempotency.save(json_response(answer, status.HTTP_201_CREATED, created.version))
+    if idempotency.key is None:  # one statement, committed on its own: no session
+        return _contact_answer(await _reader(request).create_contact(contact), 201)
+    # The stored answer and the contact commit together, in one transaction.
+    db: Database = request.app.state.db
+    async with db.transaction() as session:
+        bound = idempotency.bind(session)
+        if (replayed := await bound.replay(contact)) is not None:
+            return replayed
+        created = await ContactsService(session).create_contact(contact)
+        return await bound.save(_contact_answer(created, 201))
 
 
 # === UPDATE CONTACT ===

@@ -3,32 +3,34 @@
 FILE: contacts_service.py
 PATH: /services/lkms101-contacts/app/services/contacts_service.py
 DESCRIPTION: Contacts business logic: reads (ContactsReader), changes with events (ContactsService)
-VERSION: v1.6.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.7.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
+import uuid
 from collections.abc import Sequence
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Integer,
-    Row,
-    Table,
-    any_,
-    bindparam,
-    func,
-    insert,
-    or_,
-    select,
-)
+import asyncpg
+import orjson
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.data.contacts import (
+    CONTACT_BY_ID,
+    CONTACTS_AFTER_ID,
+    CONTACTS_BY_IDS,
+    CREATE_CONTACT,
+    ContactView,
+    Marks,
+    new_contact_view,
+    page_from_rows,
+    page_query,
+)
 from app.models.contact import Contact
 from app.outbox_events import write_contact_event
 from app.schemas.contact import ContactCreate, ContactUpdate
@@ -38,7 +40,7 @@ from lkern_common.contracts.contacts import (
     ContactSnapshot,
     ContactUpdated,
 )
-from lkern_common.database import Database, Query, Record
+from lkern_common.database import Database
 from lkern_common.errors import BadRequestError, NotFoundError
 from lkern_common.request_context import get_subject
 from lkern_common.web.conditional import IfMatch
@@ -48,34 +50,8 @@ logger = logging.getLogger(__name__)
 
 # === CONSTANTS ===
 EMAIL_INDEX = "ix_contacts_email"
-
-# === READS ===
-# Reads return records of the contacts table (attribute access as on the model: row.id,
-# row.name…), read straight from the driver (Database.fetch_one / fetch_all): a response or a
-# gRPC message is built from them once; neither ORM objects nor SQLAlchemy's execution layer
-# are needed to read a row (docs/performance.md).
-ContactRow = Record
-CONTACTS = cast(Table, Contact.__table__)
-# The hottest reads (GET by id, gRPC GetContact / ValidateContact / GetContactsByIds), compiled
-# once.
-CONTACT_BY_ID = Query(select(CONTACTS).where(CONTACTS.c.id == bindparam("contact_id")))
-# A new contact is one Core INSERT … RETURNING (an ORM object and its unit-of-work flush cost
-# ~0.5 ms more per create); changes of existing contacts use the ORM (lock, compare, flush).
-NewContact = Row[Any]
-INSERT_CONTACT = insert(CONTACTS).returning(CONTACTS)
-CONTACTS_BY_IDS = Query(
-    select(CONTACTS)
-    .where(CONTACTS.c.id == any_(bindparam("contact_ids", type_=ARRAY(Integer))))
-    .order_by(CONTACTS.c.id)
-)
-# Every contact a page at a time (gRPC ListContacts): keyset on the primary key, so a page
-# costs the same wherever it starts and contacts created meanwhile are not skipped.
-CONTACTS_AFTER_ID = Query(
-    select(CONTACTS)
-    .where(CONTACTS.c.id > bindparam("after_id"))
-    .order_by(CONTACTS.c.id)
-    .limit(bindparam("page_size"))
-)
+# Every read returns ContactView (app.data.contacts): one type for REST, gRPC and events.
+ContactRow = ContactView
 
 
 # === ERRORS ===
@@ -99,64 +75,88 @@ def _is_duplicate_email(error: IntegrityError) -> bool:
     return getattr(cause, "constraint_name", None) == EMAIL_INDEX or EMAIL_INDEX in str(error.orig)
 
 
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _list_filters(is_active: bool | None, q: str | None) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = []
-    if is_active is not None:
-        filters.append(Contact.is_active.is_(is_active))
-    if q:
-        pattern = f"%{_escape_like(q)}%"
-        filters.append(
-            or_(Contact.name.ilike(pattern, escape="\\"), Contact.email.ilike(pattern, escape="\\"))
-        )
-    return filters
+def create_arguments(data: ContactCreate) -> list[Any]:
+    """
+    The arguments of CREATE_CONTACT: the contact's values and its ContactCreated event, built by
+    the contract's own function (ContactCreated.from_contact) from the view the contact will
+    have, with marks where the database fills in the id and created_at.
+    """
+    marks = Marks.new()
+    view = new_contact_view(marks, data.name, data.email, data.phone, get_subject())
+    event = ContactCreated.from_contact(view).envelope()
+    return [
+        data.name,
+        data.email,
+        data.phone,
+        view.created_by,
+        uuid.UUID(event.event_id),
+        event.topic,
+        orjson.dumps(event.payload).decode(),
+        orjson.dumps(event.headers).decode(),
+        marks.id_text,
+        marks.created_at_text,
+    ]
 
 
 # === READER ===
 class ContactsReader:
-    """Contacts reads: each one query in autocommit, no transaction, no ORM objects."""
+    """
+    Contacts reads and the create that needs no transaction of the caller: each one statement
+    on asyncpg in autocommit (app.data.contacts), returning ContactView.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_contact(self, contact_id: int) -> ContactRow:
+    async def get_contact(self, contact_id: int) -> ContactView:
         """The contact, or ContactNotFoundError."""
         contact = await self.find_contact(contact_id)
         if contact is None:
             raise ContactNotFoundError(contact_id)
         return contact
 
-    async def find_contact(self, contact_id: int) -> ContactRow | None:
+    async def find_contact(self, contact_id: int) -> ContactView | None:
         """The contact, or None."""
-        return await self.db.fetch_one(CONTACT_BY_ID, contact_id=contact_id)
+        row = await self.db.fetch_row(CONTACT_BY_ID, contact_id)
+        return None if row is None else ContactView.from_row(row)
 
-    async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> Sequence[ContactRow]:
+    async def get_contacts_by_ids(self, contact_ids: Sequence[int]) -> list[ContactView]:
         """The contacts that exist among ``contact_ids``, in one query, ordered by id."""
         if not contact_ids:
             return []
-        return await self.db.fetch_all(CONTACTS_BY_IDS, contact_ids=sorted(set(contact_ids)))
+        rows = await self.db.fetch_rows(CONTACTS_BY_IDS, sorted(set(contact_ids)))
+        return [ContactView.from_row(row) for row in rows]
 
-    async def contacts_after(self, after_id: int, page_size: int) -> Sequence[ContactRow]:
+    async def contacts_after(self, after_id: int, page_size: int) -> list[ContactView]:
         """Up to ``page_size`` contacts with an id greater than ``after_id``, ordered by id."""
-        return await self.db.fetch_all(CONTACTS_AFTER_ID, after_id=after_id, page_size=page_size)
+        rows = await self.db.fetch_rows(CONTACTS_AFTER_ID, after_id, page_size)
+        return [ContactView.from_row(row) for row in rows]
 
     async def list_contacts(
         self, *, skip: int, limit: int, is_active: bool | None = None, q: str | None = None
-    ) -> tuple[Sequence[ContactRow], int]:
-        """A page of contacts ordered by id, and the number of all contacts that match."""
-        filters = _list_filters(is_active, q)
-        page = select(CONTACTS).where(*filters).order_by(CONTACTS.c.id).offset(skip).limit(limit)
-        contacts = await self.db.fetch_all(Query(page))
-        if skip == 0 and len(contacts) < limit:
-            total = len(contacts)  # the whole result fits in this page: no count query needed
-        else:
-            count = select(func.count().label("total")).select_from(CONTACTS).where(*filters)
-            row = await self.db.fetch_one(Query(count))
-            total = row.total if row is not None else 0
-        return contacts, total
+    ) -> tuple[list[ContactView], int]:
+        """
+        A page of contacts ordered by id, and the exact number of all contacts that match
+        (without ``q`` from the kept counts, contact_counts; with it, counted).
+        """
+        sql, arguments = page_query(skip, limit, is_active, q)
+        return page_from_rows(await self.db.fetch_rows(sql, *arguments))
+
+    async def create_contact(self, data: ContactCreate) -> ContactView:
+        """
+        Create a contact and its ContactCreated event in one statement, committed on its own
+        (autocommit: both rows or neither); DuplicateEmailError when the email is taken.
+        """
+        try:
+            row = await self.db.fetch_row(CREATE_CONTACT, *create_arguments(data))
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == EMAIL_INDEX:
+                raise DuplicateEmailError(data.email) from None
+            raise
+        assert row is not None  # INSERT … RETURNING of one row
+        contact = ContactView.from_row(row)
+        logger.info("Created contact: %s", contact.id)
+        return contact
 
 
 # === SERVICE ===
@@ -172,16 +172,17 @@ class ContactsService:
         self.session = session
 
     # --- changes (in the caller's transaction) ---
-    async def create_contact(self, data: ContactCreate) -> NewContact:
-        """Create a contact (and its ContactCreated event); DuplicateEmailError when taken."""
+    async def create_contact(self, data: ContactCreate) -> ContactView:
+        """
+        Create a contact and its ContactCreated event in the caller's transaction (the same
+        one statement as ContactsReader.create_contact); DuplicateEmailError when taken.
+        """
         connection = await self.session.connection()
         try:
-            values = {**data.model_dump(), "created_by": get_subject()}
-            result = await connection.execute(INSERT_CONTACT, values)
-            contact: NewContact = result.one()
+            result = await connection.exec_driver_sql(CREATE_CONTACT, tuple(create_arguments(data)))
+            contact = ContactView.from_row(result.one())
         except IntegrityError as error:
             self._raise_duplicate_email(error, data.email)
-        await write_contact_event(self.session, ContactCreated.from_contact(contact))
         logger.info("Created contact: %s", contact.id)
         return contact
 

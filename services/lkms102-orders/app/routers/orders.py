@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -12,6 +12,7 @@ UPDATED: 2026-12-02 06:40:00
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import TypeAdapter
 
 from app.database import Database, DatabaseDep, SessionDep
 from app.schemas.order import (
@@ -70,6 +71,8 @@ CONTACT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_RESPONSE_HEADER}}
 OrderId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Order ID")]
+JSON = "application/json"
+ORDER_LIST = TypeAdapter(list[OrderResponse])
 
 
 # === DEPENDENCIES ===
@@ -83,16 +86,18 @@ async def get_contact_directory(request: Request) -> ContactDirectory:
     return ContactDirectory(request.app.state.contacts_client)
 
 
-async def get_orders_reader(db: DatabaseDep) -> OrdersReader:
-    """The orders reads for a route that only reads (no session, no transaction)."""
-    return OrdersReader(db)
-
-
 # Each route declares the scope it needs in its decorator (`requires`): reads orders:read,
 # changes orders:write. A route without one makes the app refuse to start.
 ServiceDep = Annotated[OrdersService, Depends(get_orders_service)]
-ReaderDep = Annotated[OrdersReader, Depends(get_orders_reader)]
 ContactsDep = Annotated[ContactDirectory, Depends(get_contact_directory)]
+
+
+# Read routes resolve no dependency but the token check: the reader is built from the app's
+# Database (no I/O), and the answer is the response model serialised once by pydantic-core
+# (`response_model` only documents it: FastAPI does not validate a returned Response again).
+def _reader(request: Request) -> OrdersReader:
+    db: Database = request.app.state.db
+    return OrdersReader(db)
 
 
 # === CONVERSION ===
@@ -128,24 +133,23 @@ def order_response(view: OrderView) -> OrderResponse:
     dependencies=[requires(ORDERS_READ)],
 )
 async def get_orders(
-    reader: ReaderDep,
-    response: Response,
+    request: Request,
     skip: int = Query(0, ge=0, le=INT32_MAX, description="Number of records to skip"),
     limit: int = Query(100, ge=1, le=1000, description="Max records to return"),
     contact_id: int | None = Query(
         None, ge=1, le=INT32_MAX, description="Only orders of this contact"
     ),
     status: OrderStatus | None = Query(None, description="Only orders in this status"),
-) -> list[OrderResponse]:
+) -> Response:
     """
     Get list of orders ordered by id, with optional filtering and pagination.
     The number of all matching orders is in the `X-Total-Count` header.
     """
-    views, total = await reader.list_orders(
+    views, total = await _reader(request).list_orders(
         skip=skip, limit=limit, contact_id=contact_id, status=status
     )
-    response.headers["X-Total-Count"] = str(total)
-    return [order_response(view) for view in views]
+    content = ORDER_LIST.dump_json([order_response(view) for view in views])
+    return Response(content, headers={"X-Total-Count": str(total)}, media_type=JSON)
 
 
 # === GET ORDER BY ID ===
@@ -156,17 +160,15 @@ async def get_orders(
     dependencies=[requires(ORDERS_READ)],
 )
 async def get_order(
-    order_id: OrderId,
-    reader: ReaderDep,
-    response: Response,
-    if_none_match: IfNoneMatchHeader = None,
-) -> OrderResponse | Response:
+    order_id: OrderId, request: Request, if_none_match: IfNoneMatchHeader = None
+) -> Response:
     """Get order by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
-    view = await reader.get_order_view(order_id)
+    view = await _reader(request).get_order_view(order_id)
     if (unchanged := not_modified(if_none_match, view.order.version)) is not None:
         return unchanged
+    response = Response(order_response(view).model_dump_json(), media_type=JSON)
     set_etag(response, view.order.version)
-    return order_response(view)
+    return response
 
 
 # === CREATE ORDER ===

@@ -2,9 +2,10 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status, token, resync, dlq, new-service (local stack)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:45:00
+DESCRIPTION: The lkern command: up, migrate, status (live metrics), token, resync, dlq,
+             new-service for the local stack
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:50:00
 ================================================================
 """
 
@@ -12,6 +13,7 @@ UPDATED: 2026-12-02 06:45:00
 import inspect
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -28,6 +30,7 @@ from lkern_devstack.demo import load_demo_data
 from lkern_devstack.dev_keys import DEFAULT_SUBJECT, STACK_SCOPES, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.dlq import dlq_app
+from lkern_devstack.metrics_view import ROWS, Scrape, figures
 from lkern_devstack.new_service import NewServiceError, create_service
 from lkern_devstack.process import REPO_ROOT, ServiceProcessError
 from lkern_devstack.stack import (
@@ -412,30 +415,66 @@ def pki(
     console.print(f"[green]✓[/] Development CA, certificates and event keys in {target}")
 
 
-@app.command()
-def status() -> None:
-    """Show which parts of the stack answer, and where."""
-    settings = StackSettings()
+def _scrape(client: httpx.Client, url: str) -> Scrape | None:
+    try:
+        response = client.get(f"{url}/metrics")
+    except httpx.HTTPError:
+        return None
+    return Scrape.parse(response.text) if response.status_code == 200 else None
+
+
+def _ready_state(client: httpx.Client, url: str) -> str:
+    try:
+        response = client.get(f"{url}/ready")
+    except httpx.HTTPError:
+        return "not running"
+    return "ready" if response.status_code == 200 else f"not ready ({response.status_code})"
+
+
+def status_table(settings: StackSettings, interval: float) -> tuple[Table, bool]:
+    """
+    Each service: where it answers, whether it is ready, and its live figures over
+    ``interval`` seconds (two scrapes of /metrics: lkern_devstack.metrics_view).
+    """
+    services = present_services()
+    urls = [f"http://{settings.host}:{service.http_port(settings)}" for service in services]
     table = Table(title="L-KERN v4 local stack status", title_justify="left")
-    for column in ("service", "REST", "ready"):
-        table.add_column(column)
-    all_ready = True
+    table.add_column("")
+    for service in services:
+        table.add_column(service.name)
     with httpx.Client(timeout=2.0) as client:
-        for service in present_services():
-            url = f"http://{settings.host}:{service.http_port(settings)}"
-            try:
-                response = client.get(f"{url}/ready")
-                state = (
-                    "ready"
-                    if response.status_code == 200
-                    else f"not ready ({response.status_code})"
-                )
-            except httpx.HTTPError:
-                state = "not running"
-            all_ready &= state == "ready"
-            table.add_row(service.name, url, state)
-    console.print(table)
-    raise typer.Exit(0 if all_ready else 1)
+        first = [_scrape(client, url) for url in urls]
+        time.sleep(interval)
+        second = [_scrape(client, url) for url in urls]
+        states = [_ready_state(client, url) for url in urls]
+    table.add_row("REST", *urls)
+    table.add_row("ready", *states)
+    columns = [
+        dict(figures(before, after, interval)) if before and after else {}
+        for before, after in zip(first, second, strict=True)
+    ]
+    for name in ROWS:
+        if any(name in column for column in columns):
+            table.add_row(name, *(column.get(name, "–") for column in columns))
+    return table, all(state == "ready" for state in states)
+
+
+@app.command()
+def status(
+    interval: Annotated[
+        float, typer.Option(min=0.2, help="Seconds between the two scrapes the rates span")
+    ] = 2.0,
+    watch: Annotated[bool, typer.Option(help="Refresh every interval until Ctrl-C")] = False,
+) -> None:
+    """Show which services answer, and their live figures: rates, p99s, backlog, lag."""
+    settings = StackSettings()
+    while True:
+        table, all_ready = status_table(settings, interval)
+        if watch:
+            console.clear()
+        console.print(table)
+        if not watch:
+            raise typer.Exit(0 if all_ready else 1)
 
 
 @app.command()

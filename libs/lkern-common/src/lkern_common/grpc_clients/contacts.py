@@ -3,8 +3,8 @@
 FILE: contacts.py
 PATH: /libs/lkern-common/src/lkern_common/grpc_clients/contacts.py
 DESCRIPTION: gRPC clients of the contacts service (lkms101): sync per the standard, and asyncio
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 
 Configuration (environment, or a `ContactsClientSettings` passed in):
@@ -388,12 +388,17 @@ class AsyncContactsClient:
     def _get_stub(self) -> contacts_pb2_grpc.ContactsServiceAsyncStub:
         """The stub, opening the channel on first use (inside the running event loop)."""
         if self._stub is None:
+            # Imported here: the settings import this module, and prometheus-client must not be
+            # imported before serve() chose its multiprocess folder (lkern_common.web.serve).
+            from lkern_common.metrics.grpc import ClientMetricsInterceptor
+
             self._channel = grpc.aio.secure_channel(
                 self.host,
                 self.settings.tls_files().channel_credentials(),
                 options=channel_options(self.settings),
-                # A CLIENT span per call and traceparent in the metadata while tracing is on.
-                interceptors=grpc_client_interceptors(),
+                # A CLIENT span per call and traceparent in the metadata while tracing is on;
+                # lkern_grpc_client_* metrics.
+                interceptors=[*grpc_client_interceptors(), ClientMetricsInterceptor()],
             )
             self._stub = contacts_pb2_grpc.ContactsServiceStub(self._channel)
         return self._stub

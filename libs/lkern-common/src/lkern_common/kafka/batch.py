@@ -3,8 +3,8 @@
 FILE: batch.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/batch.py
 DESCRIPTION: Applying fetched messages: runs in one transaction, one message with retries, DLQ
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:35:00
 ================================================================
 
 :class:`EventApplier` is what the consumer loop (:mod:`lkern_common.kafka.consumer`) hands each
@@ -17,6 +17,7 @@ database waits, dead-lettering, batches).
 # === IMPORTS ===
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from lkern_common.kafka.retries import (
     database_waits,
     handler_retries,
 )
+from lkern_common.metrics.consumer import ConsumerMetrics
 from lkern_common.request_context import request_id_var
 from lkern_common.tracing import consume_span
 
@@ -123,6 +125,7 @@ class EventApplier:
         self._dead_letters = dead_letters
         self.status = status
         self._sleep = sleep
+        self.metrics = ConsumerMetrics(status.group_id)  # docs/observability.md
 
     # --- runs of messages (one transaction) ---
     async def handle_run(self, records: Sequence[Any]) -> int:
@@ -135,6 +138,7 @@ class EventApplier:
         if len(run) <= 1:
             await self.handle_record(records[0])
             return 1
+        started = time.perf_counter()
         try:
             with consume_span(self._group_id, [pending.record for pending in run]):
                 outcomes = await self._apply_batch(run)
@@ -155,6 +159,8 @@ class EventApplier:
             await self.handle_record(records[0])
             return 1
         self._count_batch(run, outcomes)
+        events = [(pending.record.topic, pending.envelope.event) for pending in run]
+        self.metrics.applied(events, outcomes, time.perf_counter() - started)
         return len(run)
 
     def _envelope(self, record: Any) -> Envelope:
@@ -296,6 +302,7 @@ class EventApplier:
         first_failure: Exception | None,
     ) -> Outcome:
         attempts = _Attempts(count=0 if first_failure is None else 1)
+        started = time.perf_counter()
         try:
             with consume_span(self._group_id, [record]):
                 outcome = await self._apply_with_retries(
@@ -321,6 +328,8 @@ class EventApplier:
                 record, DeadLetterReason.HANDLER_FAILED, error_text(exc), attempts=attempts.count
             )
         self._count_one(record, envelope, outcome)
+        elapsed = time.perf_counter() - started
+        self.metrics.applied([(record.topic, envelope.event)], [outcome], elapsed)
         return outcome
 
     def _count_one(self, record: Any, envelope: Envelope, outcome: Outcome) -> None:
@@ -423,6 +432,7 @@ class EventApplier:
     def _before_handler_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.status.retries += 1
+        self.metrics.retried()
         if exc is not None:
             self.status.record_error(error_text(exc))
         logger.warning(
@@ -465,6 +475,7 @@ class EventApplier:
         finally:
             self.status.waiting_for = None
         self.status.dead_lettered += 1
+        self.metrics.dead_lettered(record.topic)
         if letter.form in (CUT, BARE):
             self.status.dead_letters_cut += 1
         self.status.record_error(f"{reason.value}: {error}"[:2000])

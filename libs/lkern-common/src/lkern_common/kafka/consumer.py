@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
-VERSION: v2.1.0
-UPDATED: 2026-12-02 06:35:00
+VERSION: v2.2.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -64,7 +64,8 @@ Modules: this one is the loop (connect, fetch, commit, rebalance, stop, readines
 message with retries); :mod:`~lkern_common.kafka.retries` the retry policies (tenacity);
 :mod:`~lkern_common.kafka.dead_letter` the dead letters; :mod:`~lkern_common.kafka.progress`
 the status, lag and stall detection; :mod:`~lkern_common.kafka.envelope` the envelope. The
-names services import are re-exported here.
+names services import are re-exported here. Metrics (lag per partition here; outcomes, retries,
+batches and event latency in batch.py): :mod:`lkern_common.metrics.consumer`.
 
 Dead-lettered events are not recorded in the inbox, so republishing one (same ``event_id``)
 applies it. Nothing but :meth:`IdempotentConsumer.stop` ends the consumer: a broker that is
@@ -108,6 +109,7 @@ from lkern_common.kafka.retries import (
 )
 from lkern_common.kafka.security import kafka_security_options
 from lkern_common.kafka.topics import ensure_topics
+from lkern_common.metrics.consumer import ConsumerMetrics
 from lkern_common.retrying import StopAwareSleep
 from lkern_common.settings import ServiceSettings
 from lkern_common.web.health import CheckResult, ReadinessCheck
@@ -172,6 +174,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._owner._generation += 1
         self._owner.status.progress.reset()
+        self._owner.metrics.revoked(revoked)
         if revoked:
             logger.info("Partitions revoked: %s", _partition_names(revoked))
 
@@ -231,6 +234,7 @@ class IdempotentConsumer:
             topics=list(topics),
             progress=ProgressTracker(settings.kafka_consumer_stall_seconds),
         )
+        self.metrics = ConsumerMetrics(group_id)  # lag, docs/observability.md
         self._consumer: Any = None
         self._stopping = asyncio.Event()
         self._sleep = StopAwareSleep(self._stopping, StopRequested)
@@ -443,6 +447,7 @@ class IdempotentConsumer:
         while not self._stopping.is_set():
             generation = self._generation
             batch = await self._fetch()
+            await self.metrics.fetched(self._consumer, batch)
             # First offset of each partition that is not processed yet.
             next_offsets = {tp: records[0].offset for tp, records in batch.items() if records}
             last_offsets = {tp: records[-1].offset for tp, records in batch.items() if records}
@@ -503,6 +508,7 @@ class IdempotentConsumer:
             self._record_error(exc)
             return False
         self.status.progress.committed(tp, offset)
+        self.metrics.committed(tp, offset, self._consumer.highwater(tp))
         return True
 
     # --- inbox retention ---

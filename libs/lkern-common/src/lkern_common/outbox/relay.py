@@ -3,8 +3,8 @@
 FILE: relay.py
 PATH: /libs/lkern-common/src/lkern_common/outbox/relay.py
 DESCRIPTION: Outbox relay: publishes unsent outbox rows to Kafka, one active relay per database
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:50:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 How it works (the contract is in docs/events.md):
@@ -47,6 +47,8 @@ How it works (the contract is in docs/events.md):
 - Sent rows are deleted ``OUTBOX_RETENTION_SECONDS`` after they were sent. The backlog (unsent
   count, age of the oldest) is on /ready and logged as a warning while it is older than
   ``OUTBOX_BACKLOG_WARN_SECONDS``.
+- Metrics (docs/observability.md): events published, failed rounds, which worker leads, and
+  the backlog read at scrape time (``refresh_metrics``).
 """
 
 # === IMPORTS ===
@@ -72,6 +74,13 @@ from lkern_common.database import Database
 from lkern_common.event_signing import SIGNATURE_HEADER, EventSigner
 from lkern_common.kafka.producer import create_producer
 from lkern_common.kafka.topics import ensure_topics
+from lkern_common.metrics import (
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+    OUTBOX_RELAY_LEADER,
+)
 from lkern_common.outbox.model import NOTIFY_CHANNEL, OUTBOX_TABLE
 from lkern_common.outbox.store import BACKLOG_SQL, OutboxBacklog, outbox_backlog
 from lkern_common.retrying import (
@@ -345,6 +354,15 @@ class OutboxRelay:
         """The readiness check to register with ``add_readiness_check(app, "outbox", …)``."""
         return self.readiness
 
+    async def refresh_metrics(self) -> None:
+        """
+        The backlog gauges, read from the database when /metrics is scraped (register with
+        ``add_metrics_refresher(app, relay.refresh_metrics)``): any worker can answer it.
+        """
+        backlog = await self.backlog()
+        OUTBOX_PENDING.set(backlog.pending)
+        OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds or 0.0)
+
     # --- main loop ---
     async def _run(self) -> None:
         """Connection terms until stopped; a failed one is retried with backoff (tenacity)."""
@@ -402,6 +420,7 @@ class OutboxRelay:
         finally:
             was_leader = self.status.role == RelayRole.LEADER
             self.status.role = RelayRole.CONNECTING
+            OUTBOX_RELAY_LEADER.set(0)
             await self._close_producer()
             await self._close_connection(connection)
             if was_leader:
@@ -413,6 +432,7 @@ class OutboxRelay:
             if await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
                 self.status.role = RelayRole.LEADER
                 self.status.leader_terms += 1
+                OUTBOX_RELAY_LEADER.set(1)
                 logger.info("Outbox relay %s is the leader: it publishes the outbox", self.name)
                 return True
             if self.status.role != RelayRole.STANDBY:
@@ -481,6 +501,7 @@ class OutboxRelay:
         if sent_ids:
             await connection.execute(MARK_SENT_SQL, sent_ids)
             self.status.published += len(sent_ids)
+            OUTBOX_PUBLISHED.inc(len(sent_ids))
             self.status.last_published_at = datetime.now(UTC)
             self._broker_verified()
         if error is not None:
@@ -656,6 +677,7 @@ class OutboxRelay:
 
     def _record_failure(self, error: BaseException) -> None:
         self.status.failures += 1
+        OUTBOX_PUBLISH_FAILURES.inc()
         self.status.last_error = _describe(error)
 
     def _before_broker_retry(self, state: RetryCallState) -> None:

@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
@@ -21,6 +21,8 @@ from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
 from lkern_common.idempotency import REPLAYED_HEADER, install_idempotency
+from lkern_common.metrics.buffer import flush_all
+from lkern_common.metrics.exposition import metrics_router
 from lkern_common.runtime_config import LogLevelWatcher
 from lkern_common.settings import ServiceSettings
 from lkern_common.tracing import configure_tracing, instrument_fastapi
@@ -60,7 +62,10 @@ def _freezing_gc(lifespan: Lifespan) -> Lifespan:
         async with lifespan(app) as state:
             gc.collect()  # start-up garbage is not frozen with the rest
             gc.freeze()
-            yield state
+            try:
+                yield state
+            finally:
+                flush_all()  # the last second's tallied figures (lkern_common.metrics.buffer)
 
     return run
 
@@ -149,6 +154,7 @@ def create_web_app(
     counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
     GET/PUT /config/log-level (the log level at runtime, kept in the service's database),
     OpenTelemetry tracing when OTEL_* asks for it (lkern_common.tracing),
+    /metrics (Prometheus, every worker's figures: docs/observability.md),
     and a bearer token with the declared scope on every other route (lkern_common.web.security:
     building an app with an undeclared route fails). The token verifier is
     ``app.state.token_verifier`` (gRPC uses the same one).
@@ -188,13 +194,19 @@ def create_web_app(
             REPLAYED_HEADER,
         ],
     )
-    # Added last so it is outermost: even CORS preflights and errors carry the request id.
-    app.add_middleware(RequestIdMiddleware, log_requests=settings.log_requests)
+    # Added last so it is outermost: even CORS preflights and errors carry the request id, and
+    # it counts and times every request for the metrics (docs/observability.md).
+    app.add_middleware(
+        RequestIdMiddleware,
+        log_requests=settings.log_requests,
+        log_requests_sample=settings.log_requests_sample,
+    )
     install_error_handlers(app)
     install_conditional_requests(app, require_if_match=settings.require_if_match)
     install_idempotency(app, settings)
     app.include_router(health_router(settings))
     app.include_router(log_level.router)  # GET/PUT /config/log-level (lkern:admin)
+    app.include_router(metrics_router())
     for router in routers:
         app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
     check_routes(app)

@@ -3,13 +3,14 @@
 FILE: middleware.py
 PATH: /libs/lkern-common/src/lkern_common/web/middleware.py
 DESCRIPTION: Request id, access log, last-resort 500, HEAD and body-size middleware (plain ASGI)
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:10:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 07:00:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
+import random
 import time
 
 from starlette.datastructures import Headers
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lkern_common.database import is_database_unavailable
+from lkern_common.metrics.http import HttpMetrics, copy_route
 from lkern_common.request_context import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -43,7 +45,11 @@ class RequestIdMiddleware:
     """
     Takes ``X-Request-ID`` from the request (or generates one), binds it to the context so
     every log line of the request carries it, returns it on the response, and logs one access
-    line per request when ``log_requests`` is on.
+    line per request when ``log_requests`` is on: every failed one (status ≥ 400), and of the
+    successful ones the share ``log_requests_sample`` (LOG_REQUESTS_SAMPLE, default all).
+
+    It also counts and times the request for the metrics (``HttpMetrics``: one call here
+    instead of another middleware layer around every request).
 
     It is also the last resort for an exception nothing else handled: logged once, with its
     stack trace and the request id, and answered with a generic 500 that carries the request
@@ -51,9 +57,18 @@ class RequestIdMiddleware:
     gone, and re-raises so that the server logs the trace a second time.)
     """
 
-    def __init__(self, app: ASGIApp, log_requests: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, log_requests: bool = True, log_requests_sample: float = 1.0
+    ) -> None:
         self.app = app
         self.log_requests = log_requests
+        self.sample = log_requests_sample
+        self.metrics = HttpMetrics()
+
+    def _logs(self, status_code: int) -> bool:
+        if not self.log_requests or not logger.isEnabledFor(logging.INFO):
+            return False
+        return status_code >= 400 or self.sample >= 1.0 or random.random() < self.sample
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,13 +109,15 @@ class RequestIdMiddleware:
                     await _send_internal_error(send_with_request_id)
                 status_code = status_code or 500
         finally:
-            if self.log_requests:
+            elapsed = time.perf_counter() - started
+            self.metrics.record(scope, status_code, elapsed)
+            if self._logs(status_code):
                 logger.info(
                     "%s %s -> %s (%.1f ms)",
                     scope["method"],
                     scope["path"],
                     status_code,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
             subject_var.reset(subject_token)
             request_id_var.reset(token)
@@ -141,7 +158,9 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        as_get = {**scope, "method": "GET"}
+        await self.app(as_get, receive, send_without_body)
+        copy_route(as_get, scope)  # the metrics count it under its route template
 
 
 class RequestBodyTooLargeError(HTTPException):

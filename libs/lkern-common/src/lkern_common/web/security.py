@@ -3,8 +3,8 @@
 FILE: security.py
 PATH: /libs/lkern-common/src/lkern_common/web/security.py
 DESCRIPTION: REST authentication: bearer tokens, the scope each route declares, 401/403 answers
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:30:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 
 Each route declares what it needs next to it, in its decorator::
@@ -41,7 +41,16 @@ from lkern_common.request_context import subject_var
 
 # === CONSTANTS ===
 PUBLIC_PATHS = frozenset(
-    {"/health", "/ready", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/health",
+        "/ready",
+        "/metrics",  # Prometheus scrapes it from inside the network (docs/observability.md)
+        "/",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 
 
