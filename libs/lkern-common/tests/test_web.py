@@ -335,7 +335,7 @@ async def test_a_sampled_access_log_keeps_every_failed_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = ServiceSettings(log_requests_sample=0.0, **TOKENS.settings())
-    app = create_service_app(
+    app = create_web_app(
         settings, title="t", description="d", lifespan=no_resources, routers=[router]
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
