@@ -8,12 +8,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
-SERVICES := services/lkms101-contacts services/lkms102-orders
+# Every service folder (each declares itself in its pyproject.toml [tool.lkern]; lkern_common.registry
+# reads the same folders): a new service (lkern new-service) needs no edit here.
+SERVICES := $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 PACKAGES := libs/lkern-common tools/lkern-devstack
 PYTEST := $(abspath $(BIN))/pytest
 MYPY := $(abspath $(BIN))/mypy --config-file $(abspath pyproject.toml)
 
-.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs event-schemas images bench clean
+.PHONY: help venv up test test-faults test-images lint format typecheck unit grpc-gen requirements config-docs event-schemas deploy-files generate images bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
@@ -76,8 +78,8 @@ test: lint typecheck unit  ## lint, typecheck and every test
 test-faults: venv  ## only the fault suite, on its own stack (broker paused, processes killed, ...)
 	UV_OFFLINE=1 $(PYTEST) -q -p no:cacheprovider tests/faults
 
-# Builds both images with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
-test-images: venv  ## build both images with podman and run them hardened (root; podman, runc, debootstrap)
+# Builds every service's image with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
+test-images: venv  ## build every image with podman and run them hardened (root; podman, runc, debootstrap)
 	@for tool in podman runc; do \
 		command -v $$tool >/dev/null || { echo "make test-images needs $$tool:" \
 			"apt-get update && apt-get install -y podman debootstrap runc" >&2; exit 1; }; \
@@ -101,9 +103,19 @@ config-docs: venv  ## services/*/.env.example and docs/configuration.md from the
 event-schemas: venv  ## the committed JSON Schema of each event (lkern_common/contracts/schemas)
 	$(BIN)/python scripts/gen_event_schemas.py
 
-images:  ## build both service images (needs a Docker engine)
-	docker build -f services/lkms101-contacts/Dockerfile -t lkern/lkms101-contacts:local .
-	docker build -f services/lkms102-orders/Dockerfile -t lkern/lkms102-orders:local .
+deploy-files: venv  ## compose file, init-databases.sql, setup-acls.sh, .dockerignore from the registry
+	$(BIN)/python scripts/gen_deploy.py
+
+generate: grpc-gen requirements config-docs event-schemas deploy-files  ## every generated file
+
+# The service and its ports are the build arguments of the one Dockerfile (from the registry).
+images: venv  ## build every service's image from deploy/Dockerfile (needs a Docker engine)
+	@$(BIN)/python -c 'from pathlib import Path; from lkern_common.registry import discover_services; \
+		print("\n".join(f"{e.name} {e.http_port} {e.grpc_port}" for e in discover_services(Path("."))))' | \
+	while read name http grpc; do \
+		docker build -f deploy/Dockerfile --build-arg SERVICE=$$name --build-arg HTTP_PORT=$$http \
+			--build-arg GRPC_PORT=$$grpc -t lkern/$$name:local . || exit 1; \
+	done
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache

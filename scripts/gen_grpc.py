@@ -3,8 +3,8 @@
 FILE: gen_grpc.py
 PATH: /scripts/gen_grpc.py
 DESCRIPTION: Generate (or --check) the Python gRPC code of every .proto contract in the repo
-VERSION: v1.0.0
-UPDATED: 2026-11-26 11:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Usage (from the repository root):
@@ -23,7 +23,8 @@ the default descriptor pool accepts a re-registration of an identical `contacts.
 hands back the same message classes. Two copies that differ would fail at import with
 "duplicate file name" — which is what `--check` (run by the test suite) prevents.
 
-To add a contract (e.g. orders), append a `ProtoContract` to CONTRACTS below.
+The contracts are the registry's: every service whose pyproject.toml [tool.lkern] names a `proto`
+(lkern_common.registry); a new service needs no edit here.
 """
 
 # === IMPORTS ===
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+
+from lkern_common.registry import discover_services
 
 # === LOGGING ===
 logger = logging.getLogger("gen_grpc")
@@ -67,22 +70,29 @@ class ProtoContract:
     includes: tuple[str, ...] = ()  # extra repo-relative -I folders (for protos importing others)
 
 
-CONTRACTS: tuple[ProtoContract, ...] = (
-    ProtoContract(
-        proto="services/lkms101-contacts/proto/contacts.proto",
-        targets=(
-            "services/lkms101-contacts/app/grpc",
-            "libs/lkern-common/src/lkern_common/grpc_contracts/contacts",
-        ),
-    ),
-    ProtoContract(
-        proto="services/lkms102-orders/proto/orders.proto",
-        targets=(
-            "services/lkms102-orders/app/grpc",
-            "libs/lkern-common/src/lkern_common/grpc_contracts/orders",
-        ),
-    ),
-)
+SHARED_CONTRACTS_DIR = "libs/lkern-common/src/lkern_common/grpc_contracts"
+
+
+def service_contracts() -> tuple[ProtoContract, ...]:
+    """
+    Each service's proto, generated into its own ``app/grpc`` (its server) and into
+    ``lkern_common.grpc_contracts.<proto name>`` (the clients in other services).
+    """
+    contracts = []
+    for entry in discover_services(REPO_ROOT):
+        if entry.proto is None:
+            continue
+        service_dir = f"services/{entry.directory.name}"
+        contracts.append(
+            ProtoContract(
+                proto=f"{service_dir}/{entry.proto}",
+                targets=(f"{service_dir}/app/grpc", f"{SHARED_CONTRACTS_DIR}/{entry.proto_stem}"),
+            )
+        )
+    return tuple(contracts)
+
+
+CONTRACTS: tuple[ProtoContract, ...] = service_contracts()
 
 
 # === GENERATION ===

@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/deploy/conftest.py
 DESCRIPTION: Fixtures of the deployment tests: settings, compose file, Dockerfiles, build context
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Run from the repository root: `.venv/bin/pytest -q tests/deploy`.
@@ -16,22 +16,28 @@ from typing import Any
 
 import pytest
 from deploy_support import (
+    DOCKERFILE,
+    REPO_ROOT,
     SCRIPTS_DIR,
-    SERVICES_DIR,
     Stage,
     build_context_files,
+    image_build_args,
     load_compose,
     parse_dockerfile,
 )
+
+from lkern_common.registry import ServiceEntry, discover_services
 
 sys.path.insert(0, str(SCRIPTS_DIR))
 import gen_env_example
 
 # === CONSTANTS ===
-# The services this deployment runs, with the ports of the L-KERN port map (REST 4NNN, gRPC 5NNN).
+# The services this deployment runs (the registry: services/*/pyproject.toml [tool.lkern]), with
+# the ports of the L-KERN port map (REST 4NNN, gRPC 5NNN) and their databases.
+ENTRIES: dict[str, ServiceEntry] = {entry.name: entry for entry in discover_services(REPO_ROOT)}
 SERVICES = {
-    "lkms101-contacts": {"http": 4101, "grpc": 5101, "database": "lkms101_contacts"},
-    "lkms102-orders": {"http": 4102, "grpc": 5102, "database": "lkms102_orders"},
+    name: {"http": entry.http_port, "grpc": entry.grpc_port, "database": entry.database}
+    for name, entry in ENTRIES.items()
 }
 
 
@@ -53,9 +59,11 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def dockerfiles() -> dict[str, list[Stage]]:
-    """Every service's Dockerfile, parsed into stages."""
-    return {name: parse_dockerfile(SERVICES_DIR / name / "Dockerfile") for name in SERVICES}
+def dockerfiles(compose: dict[str, Any]) -> dict[str, list[Stage]]:
+    """deploy/Dockerfile as each service's image is built (its compose build arguments)."""
+    return {
+        name: parse_dockerfile(DOCKERFILE, image_build_args(compose, name)) for name in SERVICES
+    }
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
 FILE: deploy_support.py
 PATH: /tests/deploy/deploy_support.py
 DESCRIPTION: Deployment test helpers: compose, Dockerfile and build context readers
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 What the deployment tests read without a container engine: the compose file (PyYAML), the
@@ -32,6 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
 SERVICES_DIR = REPO_ROOT / "services"
 COMPOSE_FILE = REPO_ROOT / "deploy" / "docker-compose.yml"
+# The one Dockerfile of every service (the service and its ports are build arguments).
+DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 WORKSPACE_MARKER = "# workspace: "
 # ${NAME} and ${NAME:-default}: the only interpolation forms the compose file uses.
@@ -105,10 +107,29 @@ class Stage:
         raise ValueError("command not in this stage")
 
 
-def parse_dockerfile(path: Path) -> list[Stage]:
-    """The stages of a Dockerfile, parsed by BuildKit's parser."""
+def _with_build_args(command: dockerfile.Command, args: dict[str, str]) -> dockerfile.Command:
+    """``command`` with ``${NAME}`` of each build argument replaced, as the builder does."""
+
+    def substitute(text: str) -> str:
+        for name, value in args.items():
+            text = text.replace(f"${{{name}}}", value)
+        return text
+
+    return command._replace(
+        value=tuple(substitute(value) for value in command.value),
+        flags=tuple(substitute(flag) for flag in command.flags),
+        original=substitute(command.original),
+    )
+
+
+def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """
+    The stages of a Dockerfile, parsed by BuildKit's parser, with ``build_args`` substituted
+    (the one Dockerfile of the services is parameterised: SERVICE, HTTP_PORT, GRPC_PORT).
+    """
     stages: list[tuple[str, str, list[dockerfile.Command]]] = []
-    for command in dockerfile.parse_file(str(path)):
+    for parsed in dockerfile.parse_file(str(path)):
+        command = _with_build_args(parsed, build_args or {})
         if command.cmd == "FROM":
             words = list(command.value)
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
@@ -146,6 +167,12 @@ def workspace_libraries(requirements: Path) -> list[str]:
 
 
 # === SETTINGS ===
+def image_build_args(compose: dict[str, Any], service: str) -> dict[str, str]:
+    """The build arguments the compose file gives the service's image (SERVICE and its ports)."""
+    args = compose["services"][service]["build"].get("args", {})
+    return {key: str(value) for key, value in args.items()}
+
+
 def settings_from_env(service: str, env: dict[str, str]) -> dict[str, Any]:
     """The service's Settings built from ``env`` alone (child process in the service folder)."""
     code = (

@@ -18,48 +18,50 @@ from typing import Any
 import gen_env_example
 import pytest
 import yaml
-from conftest import SERVICES
+from conftest import ENTRIES, SERVICES
 from deploy_support import COMPOSE_FILE, REPO_ROOT, service_environment, settings_from_env
 
 # === CONSTANTS ===
 DEBIAN_INSTALL = "apt-get update && apt-get install -y docker-compose"
 
-# What the compose file must set for each service (the standard's host names, production mode).
-REQUIRED_ENVIRONMENT: dict[str, dict[str, str]] = {
-    "lkms101-contacts": {
+
+# === EXPECTED ===
+def required_environment(service: str) -> dict[str, str]:
+    """What the compose file must set for a service (the standard's host names, production)."""
+    entry = ENTRIES[service]
+    required = {
         "ENVIRONMENT": "production",
-        "HTTP_PORT": "4101",
-        "GRPC_PORT": "5101",
-        "DATABASE_URL": "postgresql://postgres:postgres@lkms501-postgres:5432/lkms101_contacts",
+        "HTTP_PORT": str(entry.http_port),
+        "GRPC_PORT": str(entry.grpc_port),
+        "DATABASE_URL": f"postgresql://postgres:postgres@lkms501-postgres:5432/{entry.database}",
         "KAFKA_BOOTSTRAP_SERVERS": "lkms503-kafka:9093",
         "KAFKA_ENABLE_IDEMPOTENCE": "true",
         "CORS_ORIGINS": "http://localhost:4201",
         "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "lkms101-contacts",
+        "KAFKA_SASL_USERNAME": service,
         "GRPC_TLS_CA": "/run/lkern/pki/ca.crt",
-        "GRPC_TLS_CERT": "/run/lkern/pki/lkms101-contacts.crt",
-        "GRPC_TLS_KEY": "/run/lkern/pki/lkms101-contacts.key",
-        "EVENT_SIGNING_KEY_FILE": "/run/lkern/pki/events/lkms101-contacts.jwk.json",
-    },
-    "lkms102-orders": {
-        "ENVIRONMENT": "production",
-        "HTTP_PORT": "4102",
-        "GRPC_PORT": "5102",
-        "DATABASE_URL": "postgresql://postgres:postgres@lkms501-postgres:5432/lkms102_orders",
-        "KAFKA_BOOTSTRAP_SERVERS": "lkms503-kafka:9093",
-        "KAFKA_ENABLE_IDEMPOTENCE": "true",
-        "CORS_ORIGINS": "http://localhost:4201",
-        "CONTACTS_GRPC_TARGET": "lkms101-contacts:5101",
-        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "lkms102-orders",
-        "GRPC_TLS_CA": "/run/lkern/pki/ca.crt",
-        "GRPC_TLS_CERT": "/run/lkern/pki/lkms102-orders.crt",
-        "GRPC_TLS_KEY": "/run/lkern/pki/lkms102-orders.key",
-        "EVENT_SIGNING_KEY_FILE": "/run/lkern/pki/events/lkms102-orders.jwk.json",
-    },
-}
+        "GRPC_TLS_CERT": f"/run/lkern/pki/{service}.crt",
+        "GRPC_TLS_KEY": f"/run/lkern/pki/{service}.key",
+        "EVENT_SIGNING_KEY_FILE": f"/run/lkern/pki/events/{service}.jwk.json",
+    }
+    for called in entry.calls:
+        target = ENTRIES[called]
+        required[target.grpc_target_variable] = f"{called}:{target.grpc_port}"
+    return required
+
+
+def test_the_registry_still_gives_the_known_services_their_contracts() -> None:
+    """The two first services' values, written out: the registry must not move them."""
+    assert required_environment("lkms101-contacts")["DATABASE_URL"].endswith("/lkms101_contacts")
+    assert required_environment("lkms102-orders")["CONTACTS_GRPC_TARGET"] == (
+        "lkms101-contacts:5101"
+    )
+    assert (SERVICES["lkms102-orders"]["http"], SERVICES["lkms102-orders"]["grpc"]) == (
+        4102,
+        5102,
+    )
+
 
 # Settings the compose file deliberately leaves at their defaults, and why. A new setting must
 # be either set in the compose file or added here: the test below fails until one is done.
@@ -246,10 +248,8 @@ def test_kafka_acls_let_each_service_write_only_its_own_topics(compose: dict[str
         r"--resource-pattern-type prefixed",
         script.replace("\\\n", " "),
     )
-    assert sorted(writes) == [
-        ("lkms101-contacts", "lkern.contacts."),
-        ("lkms102-orders", "lkern.orders."),
-    ]
+    assert sorted(writes) == sorted((name, entry.topic_prefix) for name, entry in ENTRIES.items())
+    assert ("lkms101-contacts", "lkern.contacts.") in writes
     for service in SERVICES:
         assert depends_on(compose, service)["lkms503-kafka-setup"] == (
             "service_completed_successfully"
@@ -271,8 +271,8 @@ def test_service_ports_health_check_and_start_order(service: str, compose: dict[
     assert conditions["lkms501-postgres"] == "service_healthy"
     assert conditions["lkms503-kafka"] == "service_healthy"
     assert conditions[f"{service}-migrate"] == "service_completed_successfully"
-    if service == "lkms102-orders":
-        assert conditions["lkms101-contacts"] == "service_healthy"
+    for called in ENTRIES[service].calls:
+        assert conditions[called] == "service_healthy"
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -283,7 +283,8 @@ def test_migration_step_runs_alembic_with_the_services_image_and_database(
     spec = compose["services"][service]
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["image"] == spec["image"] and migrate["build"] == spec["build"]
-    assert migrate["build"]["dockerfile"] == f"services/{service}/Dockerfile"
+    assert migrate["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert migrate["build"]["args"]["SERVICE"] == service
     assert (COMPOSE_FILE.parent / migrate["build"]["context"]).resolve() == REPO_ROOT
     assert migrate.get("restart", "no") == "no"
     assert depends_on(compose, f"{service}-migrate") == {"lkms501-postgres": "service_healthy"}
@@ -295,7 +296,7 @@ def test_migration_step_runs_alembic_with_the_services_image_and_database(
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_compose_sets_the_standard_host_names(service: str, compose: dict[str, Any]) -> None:
     environment = service_environment(compose, service)
-    for key, value in REQUIRED_ENVIRONMENT[service].items():
+    for key, value in required_environment(service).items():
         assert environment.get(key) == value, f"{service}: {key}"
     assert database_name(environment["DATABASE_URL"]) == SERVICES[service]["database"]
 
@@ -350,17 +351,18 @@ def test_the_only_compose_variables_have_local_defaults() -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
     variables = set(re.findall(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
     # AUTH_ISSUER / AUTH_JWKS_URL: the identity provider; their placeholders verify no token.
+    passwords = {f"{entry.env_prefix}_KAFKA_PASSWORD" for entry in ENTRIES.values()}
+    assert {"LKMS101_KAFKA_PASSWORD", "LKMS102_KAFKA_PASSWORD"} <= passwords
     assert variables == {
         "POSTGRES_PASSWORD",
-        "LKMS101_KAFKA_PASSWORD",
-        "LKMS102_KAFKA_PASSWORD",
+        *passwords,
         "LKERN_PKI_DIR",
         "LKERN_IMAGE_TAG",
         "AUTH_ISSUER",
         "AUTH_JWKS_URL",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
     }
-    for secret in ("POSTGRES_PASSWORD", "LKMS101_KAFKA_PASSWORD", "LKMS102_KAFKA_PASSWORD"):
+    for secret in ("POSTGRES_PASSWORD", *passwords):
         assert f"${{{secret}}}" not in text, f"every use of {secret} has its local default"
 
 

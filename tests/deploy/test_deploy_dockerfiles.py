@@ -2,9 +2,9 @@
 ================================================================
 FILE: test_deploy_dockerfiles.py
 PATH: /tests/deploy/test_deploy_dockerfiles.py
-DESCRIPTION: The services' Dockerfiles (parsed by BuildKit's parser) and the build context they see
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+DESCRIPTION: The services' Dockerfile (parsed by BuildKit's parser) and the build context it sees
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import SERVICES
 from deploy_support import (
+    DOCKERFILE,
     SERVICES_DIR,
     Stage,
     context_entries,
@@ -24,7 +25,7 @@ from deploy_support import (
 # === CONSTANTS ===
 BASE_IMAGE = "python:3.11-slim"
 # What the runtime stage must hold: the service's folder as it runs in development.
-SERVICE_PATHS = ("app", "alembic", "alembic.ini", "proto")
+SERVICE_PATHS = ("app", "alembic", "alembic.ini", "proto", "pyproject.toml")
 
 
 # === HELPERS ===
@@ -148,6 +149,15 @@ def test_every_copied_path_is_in_the_build_context(
     assert f"services/{service}/app/config.py" in app_files
 
 
+def test_one_dockerfile_serves_every_service() -> None:
+    """No service keeps its own copy: deploy/Dockerfile with the service as a build argument."""
+    assert not sorted(SERVICES_DIR.glob("*/Dockerfile"))
+    stages = parse_dockerfile(DOCKERFILE)
+    for stage in stages:
+        declared = {command.value[0] for command in stage.all("ARG")}
+        assert declared == {"SERVICE", "HTTP_PORT", "GRPC_PORT"}, stage.name
+
+
 def test_build_context_leaves_out_local_and_bulky_files(build_context: set[str]) -> None:
     for path in build_context:
         parts = path.split("/")
@@ -160,7 +170,7 @@ def test_build_context_leaves_out_local_and_bulky_files(build_context: set[str])
 
 def test_parser_reads_the_stages_in_order() -> None:
     """The helper that the other tests rely on: stages and their instructions, in order."""
-    stages = parse_dockerfile(SERVICES_DIR / "lkms101-contacts" / "Dockerfile")
+    stages = parse_dockerfile(DOCKERFILE, {"SERVICE": "lkms101-contacts"})
     assert [stage.name for stage in stages] == ["builder", "runtime"]
     assert stages[0].commands[0].cmd == "FROM" and stages[1].commands[0].cmd == "FROM"
     assert stages[1].all("CMD") and not stages[0].all("CMD")

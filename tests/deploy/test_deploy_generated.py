@@ -2,9 +2,9 @@
 ================================================================
 FILE: test_deploy_generated.py
 PATH: /tests/deploy/test_deploy_generated.py
-DESCRIPTION: Generated files are current: requirements.txt, .env.example, docs/configuration.md
-VERSION: v1.0.0
-UPDATED: 2026-11-26 12:00:00
+DESCRIPTION: Generated files are current: requirements, .env.example, config docs, deploy files
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -65,6 +65,15 @@ def test_env_examples_and_configuration_doc_are_generated_from_the_settings() ->
     assert result.returncode == 0, (
         f".env.example / docs/configuration.md are stale or cannot be made:\n{result.stderr}\n"
         "Regenerate: .venv/bin/python scripts/gen_env_example.py"
+    )
+
+
+def test_deployment_files_are_generated_from_the_registry() -> None:
+    """Compose file, init-databases.sql, setup-acls.sh and .dockerignore (scripts/gen_deploy.py)."""
+    result = run_script("gen_deploy.py", "--check")
+    assert result.returncode == 0, (
+        f"deployment files are stale or cannot be made:\n{result.stderr}\n"
+        "Regenerate: make deploy-files"
     )
 
 

@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/e2e/conftest.py
 DESCRIPTION: End-to-end fixtures: the real lkern up in a temporary folder on free ports
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:05:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -25,6 +25,7 @@ import httpx
 import psutil
 import pytest
 
+from lkern_common.registry import discover_services
 from lkern_devstack.broker import free_port
 from lkern_devstack.dev_keys import dev_auth
 
@@ -100,11 +101,10 @@ def start_stack(
         # PostgreSQL runs as an unprivileged user when we are root: the folder must be reachable.
         data_dir = Path(tempfile.mkdtemp(prefix="lkern-e2e-"))
         data_dir.chmod(0o755)
+    # Free ports for every service of that checkout's registry (a generated one too).
+    services = discover_services(checkout or REPO_ROOT)
     names = (
-        "contacts_http_port",
-        "contacts_grpc_port",
-        "orders_http_port",
-        "orders_grpc_port",
+        *(f"{entry.short_name}_{kind}_port" for entry in services for kind in ("http", "grpc")),
         "postgres_port",
         "kafka_port",
     )

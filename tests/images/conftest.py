@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/images/conftest.py
 DESCRIPTION: Fixtures of the image tests: podman, both images built, database, broker, compose file
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 Run with `make test-images` (docs/deploy.md): it needs podman, debootstrap and runc, as root.
@@ -24,10 +24,12 @@ from lkern_devstack.testing import TestDatabase
 
 # The compose file and Dockerfile readers of the deployment tests (one place for both suites).
 sys.path.insert(0, str(REPO_ROOT / "tests" / "deploy"))
-from deploy_support import SERVICES_DIR, load_compose
+from deploy_support import SERVICES_DIR, image_build_args, load_compose
 
 # === CONSTANTS ===
-SERVICES = ["lkms101-contacts", "lkms102-orders"]  # in the compose file's start order
+# The services run together by test_images (in the compose file's start order); every service
+# of the compose file (the registry's) gets its image built.
+SERVICES = ["lkms101-contacts", "lkms102-orders"]
 BASE_REPORT = pytest.StashKey[str]()
 
 
@@ -45,12 +47,18 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 def images(
     podman: Podman, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> dict[str, str]:
-    """Both services' images, built from their Dockerfiles on the (stand-in) base: tags."""
+    """Every service's image, built from deploy/Dockerfile on the (stand-in) base: tags."""
     try:
         pytestconfig.stash[BASE_REPORT] = ensure_base_image(podman, tmp_path_factory.mktemp("base"))
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
-    return {service: build_image(podman, service) for service in SERVICES}
+    compose = load_compose()
+    built = [name for name in compose["services"] if compose["services"][name].get("build")]
+    return {
+        service: build_image(podman, service, image_build_args(compose, service))
+        for service in built
+        if not service.endswith("-migrate")
+    }
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
 FILE: images_support.py
 PATH: /tests/images/images_support.py
 DESCRIPTION: Podman helpers of the image tests: stand-in base image, builds, hardened containers
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:10:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 The service images are built from their real Dockerfiles and run with podman (docs/deploy.md,
@@ -42,6 +42,7 @@ from typing import Any
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = REPO_ROOT / "services"
+DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"  # every service's (build arguments)
 INSTALL_HINT = "apt-get update && apt-get install -y podman debootstrap runc"
 # runc, not crun (podman's default on Debian 12): crun 1.8 refuses to start any container on a
 # machine with cgroups in hybrid mode (v1 controllers plus a v2 hierarchy), as some VMs have.
@@ -219,12 +220,18 @@ def image_tag(service: str) -> str:
     return f"localhost/lkern/{service}:local"
 
 
-def build_image(podman: Podman, service: str) -> str:
-    """Build the service's image from its Dockerfile, context the repository root."""
+def build_image(podman: Podman, service: str, build_args: Mapping[str, str]) -> str:
+    """
+    Build the service's image from deploy/Dockerfile with its build arguments (the compose
+    file's: SERVICE, HTTP_PORT, GRPC_PORT), context the repository root.
+    """
     tag = image_tag(service)
+    arg_flags = [
+        flag for name, value in build_args.items() for flag in ("--build-arg", f"{name}={value}")
+    ]
     podman.run(
         "build", "--format", "docker", "--pull=never",
-        "--file", str(SERVICES_DIR / service / "Dockerfile"), "--tag", tag,
+        "--file", str(DOCKERFILE), *arg_flags, "--tag", tag,
         "--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro",
         str(REPO_ROOT),
         timeout=BUILD_TIMEOUT_S,

@@ -3,8 +3,8 @@
 FILE: test_images.py
 PATH: /tests/images/test_images.py
 DESCRIPTION: Both images built with podman, run hardened: migrate, /ready, REST, gRPC, health, stop
-VERSION: v1.1.0
-UPDATED: 2026-12-02 03:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 The images are built from the real Dockerfiles (images_support), then the compose stack is
@@ -28,9 +28,10 @@ from typing import Any
 
 import httpx
 from conftest import SERVICES
-from deploy_support import SERVICES_DIR, parse_dockerfile, service_environment
+from deploy_support import image_build_args, parse_dockerfile, service_environment
 from images_support import (
     BASE_IMAGE,
+    DOCKERFILE,
     Container,
     ContainerSpec,
     Podman,
@@ -131,10 +132,12 @@ def service_spec(
 
 
 # === TESTS ===
-def test_images_keep_the_dockerfile_settings(podman: Podman, images: dict[str, str]) -> None:
+def test_images_keep_the_dockerfile_settings(
+    podman: Podman, images: dict[str, str], compose: dict[str, Any]
+) -> None:
     """User, command and HEALTHCHECK survive the build (--format docker keeps HEALTHCHECK)."""
     for service, image in images.items():
-        runtime = parse_dockerfile(SERVICES_DIR / service / "Dockerfile")[-1]
+        runtime = parse_dockerfile(DOCKERFILE, image_build_args(compose, service))[-1]
         inspected = podman.inspect("image", image)
         assert inspected["Config"]["User"] == IMAGE_USER == runtime.all("USER")[-1].value[0]
         assert inspected["Config"]["Cmd"] == list(runtime.all("CMD")[-1].value)

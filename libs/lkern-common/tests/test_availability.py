@@ -9,7 +9,7 @@ UPDATED: 2026-12-02 06:10:00
 ================================================================
 
 The classification itself is pure logic (exceptions built as the driver and SQLAlchemy raise
-them). The REST answers are checked on an app built by ``create_service_app`` whose routes
+them). The REST answers are checked on an app built by ``create_web_app`` whose routes
 meet a real PostgreSQL that ends their connection, and a real port where nothing listens.
 (gRPC's UNAVAILABLE: test_grpc_clients.py; the real server stopped under load:
 tests/faults/test_postgres_stop.py.)
@@ -33,7 +33,7 @@ from lkern_common.auth import CONTACTS_READ
 from lkern_common.database import Database, Query, is_database_unavailable
 from lkern_common.logging_setup import RequestIdFilter
 from lkern_common.settings import ServiceSettings
-from lkern_common.web.app_factory import create_service_app
+from lkern_common.web.app_factory import create_web_app
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
 from lkern_devstack.broker import free_port
@@ -134,9 +134,7 @@ def make_app(database_url: str) -> FastAPI:
         yield
         await app.state.db.dispose()
 
-    return create_service_app(
-        settings, title="t", description="d", lifespan=lifespan, routers=[router]
-    )
+    return create_web_app(settings, title="t", description="d", lifespan=lifespan, routers=[router])
 
 
 @pytest.fixture(scope="module")

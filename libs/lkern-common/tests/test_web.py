@@ -8,7 +8,7 @@ VERSION: v1.1.0
 UPDATED: 2026-12-02 06:00:00
 ================================================================
 
-A small app built by ``create_service_app`` (the services' factory) with a test router; no
+A small app built by ``create_web_app`` (the services' factory) with a test router; no
 database is needed for what these tests check.
 """
 
@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Response
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.logging_setup import RequestIdFilter
 from lkern_common.settings import ServiceSettings
-from lkern_common.web.app_factory import create_service_app
+from lkern_common.web.app_factory import create_web_app
 from lkern_common.web.inputs import Email, Flag, Id, InputModel, Text, omittable
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import requires
@@ -90,7 +90,7 @@ async def no_resources(app: FastAPI) -> AsyncIterator[None]:
 
 def make_app() -> FastAPI:
     settings = ServiceSettings(http_max_body_bytes=LIMIT, log_requests=False, **TOKENS.settings())
-    return create_service_app(
+    return create_web_app(
         settings, title="t", description="d", lifespan=no_resources, routers=[router]
     )
 
@@ -325,7 +325,7 @@ def test_a_router_without_the_shared_route_class_is_refused() -> None:
     async def x() -> None: ...
 
     with pytest.raises(TypeError, match="route_class"):
-        create_service_app(
+        create_web_app(
             ServiceSettings(), title="t", description="d", lifespan=no_resources, routers=[plain]
         )
 
@@ -335,7 +335,7 @@ async def test_a_sampled_access_log_keeps_every_failed_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = ServiceSettings(log_requests_sample=0.0, **TOKENS.settings())
-    app = create_service_app(
+    app = create_web_app(
         settings, title="t", description="d", lifespan=no_resources, routers=[router]
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

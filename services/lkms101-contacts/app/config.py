@@ -3,8 +3,8 @@
 FILE: config.py
 PATH: /services/lkms101-contacts/app/config.py
 DESCRIPTION: Configuration of the contacts service (environment variables, local defaults)
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 """
 
@@ -14,10 +14,13 @@ from pathlib import Path
 
 from pydantic import Field
 
+from lkern_common.registry import load_service_entry
 from lkern_common.settings import LOCAL_PKI_DIR, LOCAL_POSTGRES_PORT, ServiceSettings
 
 # === CONSTANTS ===
-SERVICE_NAME = "lkms101-contacts"
+# The service's declaration (pyproject.toml [tool.lkern]): name, ports and database.
+ENTRY = load_service_entry(Path(__file__).resolve().parents[1])
+SERVICE_NAME = ENTRY.name
 
 
 # === SETTINGS ===
@@ -25,11 +28,9 @@ class Settings(ServiceSettings):
     """Contacts service settings; every field is an environment variable (see .env.example)."""
 
     service_name: str = SERVICE_NAME
-    http_port: int = 4101
-    grpc_port: int = 5101
-    database_url: str = (
-        f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/lkms101_contacts"
-    )
+    http_port: int = ENTRY.http_port
+    grpc_port: int = ENTRY.grpc_port
+    database_url: str = ENTRY.local_database_url(LOCAL_POSTGRES_PORT)
 
     # --- gRPC mutual TLS and who may call (the local stack's certificates by default) ---
     grpc_tls_cert: Path | None = Field(
@@ -42,7 +43,7 @@ class Settings(ServiceSettings):
         description="PEM private key of GRPC_TLS_CERT",
     )
     grpc_client_scopes: dict[str, list[str]] = Field(
-        default_factory=lambda: {"lkms102-orders": ["contacts:read"]},
+        default_factory=lambda: ENTRY.grpc_client_scopes,  # [tool.lkern] grpc_clients
         description="Scopes each calling service (the service name in its client "
         'certificate) has on this gRPC server, JSON: {"lkms102-orders": ["contacts:read"]}',
     )

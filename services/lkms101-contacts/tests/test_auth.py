@@ -230,7 +230,7 @@ def test_every_route_is_public_or_declares_its_scope(app: FastAPI) -> None:
 
 def test_an_app_with_an_undeclared_route_refuses_to_start(settings: Settings) -> None:
     from app.routers import contacts
-    from lkern_common.web.app_factory import create_service_app
+    from lkern_common.web.app_factory import create_web_app
 
     forgotten = APIRouter(route_class=ApiRoute)  # only its scope is forgotten
 
@@ -243,7 +243,7 @@ def test_an_app_with_an_undeclared_route_refuses_to_start(settings: Settings) ->
         yield
 
     with pytest.raises(RuntimeError, match=r"GET /api/v1/contacts/export"):
-        create_service_app(
+        create_web_app(
             settings,
             title="t",
             description="d",

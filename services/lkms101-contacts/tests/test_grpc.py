@@ -4,7 +4,7 @@ FILE: test_grpc.py
 PATH: /services/lkms101-contacts/tests/test_grpc.py
 DESCRIPTION: gRPC tests: the real grpc.aio server of the app, called through both clients
 VERSION: v1.1.0
-UPDATED: 2026-12-02 06:10:00
+UPDATED: 2026-12-02 06:40:00
 ================================================================
 """
 
@@ -23,7 +23,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from app.database import Database
 from app.grpc.contacts_service import ContactsServicer
-from app.grpc.server import SERVICE_NAME, start_grpc_server
+from app.spec import GRPC_SERVICE_NAME as SERVICE_NAME
+from app.spec import SPEC
 from lkern_common.grpc_auth import PUBLIC_SERVICES, method_requirements
 from lkern_common.grpc_clients.contacts import (
     AsyncContactsClient,
@@ -32,6 +33,7 @@ from lkern_common.grpc_clients.contacts import (
 )
 from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS
+from lkern_common.service import ServiceContext, start_grpc_server
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import TEST_CLIENT, make_dev_pki, tls_channel
 from tests.conftest import ORDERS, TOKENS
@@ -216,7 +218,9 @@ async def test_health_is_not_serving_without_a_database(
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     )
     db = Database(unreachable)
-    server = await start_grpc_server(unreachable, db, app.state.token_verifier)
+    server = await start_grpc_server(
+        SPEC, ServiceContext(app, unreachable, db, app.state.token_verifier)
+    )
     channel = tls_channel(dev_pki, f"127.0.0.1:{server.port}", ORDERS)
     try:
         health = health_pb2_grpc.HealthStub(channel)

@@ -115,9 +115,13 @@ async def test_outbox_figures_follow_the_relay(client: httpx.AsyncClient) -> Non
         published = value(after, "lkern_outbox_published_events_total") - value(
             before, "lkern_outbox_published_events_total"
         )
-        return published >= 1 and value(after, "lkern_outbox_pending_events") == 0
+        return (
+            published >= 1
+            and value(after, "lkern_outbox_pending_events") == 0
+            and value(after, "lkern_outbox_relay_leader") == 1
+        )
 
-    await eventually(published_and_drained, "the event is published and the outbox drained")
+    await eventually(published_and_drained, "the event is published by the leading relay")
     after = await scrape(client)
     assert value(after, "lkern_outbox_relay_leader") == 1
     assert value(after, "lkern_outbox_oldest_pending_age_seconds") == 0

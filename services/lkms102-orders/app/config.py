@@ -15,12 +15,15 @@ from pathlib import Path
 from pydantic import Field
 
 from lkern_common.grpc_clients.contacts import DEFAULT_CONTACTS_TARGET, ContactsClientSettings
+from lkern_common.registry import load_service_entry
 from lkern_common.settings import LOCAL_PKI_DIR, LOCAL_POSTGRES_PORT, ServiceSettings
 
 # === CONSTANTS ===
-SERVICE_NAME = "lkms102-orders"
+# The service's declaration (pyproject.toml [tool.lkern]): name, ports and database.
+ENTRY = load_service_entry(Path(__file__).resolve().parents[1])
+SERVICE_NAME = ENTRY.name
 CONTACTS_SERVICE = "lkms101-contacts"
-CONSUMER_GROUP_ID = "lkms102-orders-group"
+CONSUMER_GROUP_ID = ENTRY.consumer_group  # [tool.lkern] consumer_group
 DLQ_TOPIC = "lkern.orders.dlq"
 
 
@@ -29,11 +32,9 @@ class Settings(ServiceSettings):
     """Orders service settings; every field is an environment variable (see .env.example)."""
 
     service_name: str = SERVICE_NAME
-    http_port: int = 4102
-    grpc_port: int = 5102
-    database_url: str = (
-        f"postgresql+asyncpg://postgres@127.0.0.1:{LOCAL_POSTGRES_PORT}/lkms102_orders"
-    )
+    http_port: int = ENTRY.http_port
+    grpc_port: int = ENTRY.grpc_port
+    database_url: str = ENTRY.local_database_url(LOCAL_POSTGRES_PORT)
 
     # --- gRPC mutual TLS (server and the contacts client; the local stack's by default) ---
     grpc_tls_cert: Path | None = Field(
@@ -52,8 +53,10 @@ class Settings(ServiceSettings):
         description="Private JWK (JSON, with its kid) this service signs its events with",
     )
     event_trusted_jwks: dict[str, Path] = Field(
+        # The services of [tool.lkern] consumes_events_of, with the local stack's key files.
         default_factory=lambda: {
-            CONTACTS_SERVICE: LOCAL_PKI_DIR / "events" / f"{CONTACTS_SERVICE}.jwks.json"
+            name: LOCAL_PKI_DIR / "events" / f"{name}.jwks.json"
+            for name in ENTRY.consumes_events_of
         },
         description="Public keys (JWKS files) of the services whose events this service "
         'consumes, by service name, JSON: {"lkms101-contacts": "/keys/contacts.jwks.json"}',

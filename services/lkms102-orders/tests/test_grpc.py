@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from app.grpc.orders_service import OrdersServicer
-from app.grpc.server import SERVICE_NAME
+from app.spec import GRPC_SERVICE_NAME as SERVICE_NAME
 from lkern_common.grpc_auth import PUBLIC_SERVICES, method_requirements
 from lkern_common.grpc_contracts.orders import orders_pb2, orders_pb2_grpc
 from lkern_devstack.dev_pki import DevPki

@@ -571,9 +571,7 @@ def message_size_options(max_bytes: int) -> list[tuple[str, Any]]:
 async def start_service_grpc_server(
     settings: ServiceSettings,
     db: Database,
-    add_to_server: AddServicerFn[ServicerT],
-    servicer: ServicerT,
-    service_name: str,
+    servicers: Sequence[tuple[AddServicerFn[Any], Any, str]],
     *,
     token_verifier: TokenVerifier,
 ) -> GrpcServer:
@@ -582,8 +580,10 @@ async def start_service_grpc_server(
     with mutual TLS (GRPC_TLS_*), each method's scopes checked (GRPC_CLIENT_SCOPES; bearer
     tokens by ``token_verifier``, the app's REST verifier), health (SERVING only while the
     database answers, re-checked every few seconds), reflection, request ids and graceful
-    stop. The caller's lifespan stops it. With HTTP_WORKERS > 1 every worker runs one and they
-    share the port (``lkern_common.web.serve`` checks that the port is free first).
+    stop. ``servicers`` are ``(add_XServicer_to_server, servicer, "package.Service")``.
+    The caller's lifespan stops it (lkern_common.service.create_service_app). With
+    HTTP_WORKERS > 1 every worker runs one and they share the port (``lkern_common.web.serve``
+    checks that the port is free first).
     """
     server = GrpcServer(
         tls=service_tls_files(settings),
@@ -595,7 +595,8 @@ async def start_service_grpc_server(
         reuse_port=settings.worker_processes > 1,
         options=message_size_options(settings.grpc_max_message_bytes),
     )
-    server.add_servicer(add_to_server, servicer, service_name)
+    for add_to_server, servicer, service_name in servicers:
+        server.add_servicer(add_to_server, servicer, service_name)
     await server.start(serving=await db.ping())
     server.health_watch(db.ping, DEFAULT_HEALTH_INTERVAL_SECONDS)
     return server

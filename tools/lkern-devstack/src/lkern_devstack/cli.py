@@ -2,17 +2,19 @@
 ================================================================
 FILE: cli.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/cli.py
-DESCRIPTION: The lkern command: up, migrate, status (live metrics), token, resync, dlq for the local
-             stack
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:45:00
+DESCRIPTION: The lkern command: up, migrate, status (live metrics), token, resync, dlq,
+             new-service for the local stack
+VERSION: v1.5.0
+UPDATED: 2026-12-02 06:50:00
 ================================================================
 """
 
 # === IMPORTS ===
+import inspect
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -23,18 +25,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lkern_common.auth import ALL_SCOPES, LKERN_ADMIN
+from lkern_common.auth import LKERN_ADMIN
 from lkern_devstack.demo import load_demo_data
-from lkern_devstack.dev_keys import DEFAULT_SUBJECT, dev_auth, parse_ttl
+from lkern_devstack.dev_keys import DEFAULT_SUBJECT, STACK_SCOPES, dev_auth, parse_ttl
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.dlq import dlq_app
 from lkern_devstack.metrics_view import ROWS, Scrape, figures
-from lkern_devstack.process import ServiceProcessError
+from lkern_devstack.new_service import NewServiceError, create_service
+from lkern_devstack.process import REPO_ROOT, ServiceProcessError
 from lkern_devstack.stack import (
     SERVICES,
     LocalStack,
+    PortKind,
+    ServiceDefinition,
     StackError,
     StackSettings,
+    port_field,
     present_services,
 )
 from lkern_devstack.supervisor import Supervisor
@@ -159,7 +165,40 @@ def stack_option(field: str, help_text: str) -> Any:
     )
 
 
+def service_port_option(service: ServiceDefinition, kind: PortKind) -> inspect.Parameter:
+    """``--contacts-http-port``: an option of ``lkern up`` per port of each service."""
+    field = port_field(service.entry, kind)
+    default = getattr(service.entry, f"{kind}_port")
+    option = typer.Option(
+        help=f"{service.name} {'REST' if kind == 'http' else 'gRPC'} port",
+        envvar=f"LKERN_{field.upper()}",
+        show_envvar=True,
+        show_default=str(default),
+    )
+    return inspect.Parameter(
+        field,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[int | None, option],
+    )
+
+
+def with_service_port_options(command: Callable[..., None]) -> Callable[..., None]:
+    """
+    ``command`` with one port option per service port of the registry in place of its
+    ``**service_ports``: a new service gets its ``lkern up`` options without an edit here.
+    """
+    signature = inspect.signature(command)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    ports = [
+        service_port_option(service, kind) for service in SERVICES for kind in ("http", "grpc")
+    ]
+    command.__signature__ = signature.replace(parameters=[*fixed, *ports])  # type: ignore[attr-defined]
+    return command
+
+
 @app.command()
+@with_service_port_options
 def up(
     demo: Annotated[
         bool,
@@ -167,18 +206,6 @@ def up(
     ] = False,
     data_dir: Annotated[
         Path | None, stack_option("data_dir", "Data folder (PostgreSQL's data, logs)")
-    ] = None,
-    contacts_http_port: Annotated[
-        int | None, stack_option("contacts_http_port", "lkms101-contacts REST port")
-    ] = None,
-    contacts_grpc_port: Annotated[
-        int | None, stack_option("contacts_grpc_port", "lkms101-contacts gRPC port")
-    ] = None,
-    orders_http_port: Annotated[
-        int | None, stack_option("orders_http_port", "lkms102-orders REST port")
-    ] = None,
-    orders_grpc_port: Annotated[
-        int | None, stack_option("orders_grpc_port", "lkms102-orders gRPC port")
     ] = None,
     postgres_port: Annotated[
         int | None, stack_option("postgres_port", "embedded PostgreSQL port")
@@ -194,23 +221,22 @@ def up(
             show_default="off: restart it with backoff",
         ),
     ] = False,
+    **service_ports: int | None,
 ) -> None:
     """
     Start the whole stack: PostgreSQL and the broker (unless DATABASE_URL /
-    KAFKA_BOOTSTRAP_SERVERS are set), both databases, migrations, every service; wait until
-    every /ready answers; run until Ctrl-C or SIGTERM (a service that exits meanwhile is
+    KAFKA_BOOTSTRAP_SERVERS are set), every service's database, migrations, every service; wait
+    until every /ready answers; run until Ctrl-C or SIGTERM (a service that exits meanwhile is
     restarted with backoff), then stop the services, the broker and PostgreSQL in that order.
+    Each service has a REST and a gRPC port option (--<name>-http-port …).
     """
     overrides = {
         key: value
         for key, value in {
             "data_dir": data_dir,
-            "contacts_http_port": contacts_http_port,
-            "contacts_grpc_port": contacts_grpc_port,
-            "orders_http_port": orders_http_port,
-            "orders_grpc_port": orders_grpc_port,
             "postgres_port": postgres_port,
             "kafka_port": kafka_port,
+            **service_ports,
         }.items()
         if value is not None
     }
@@ -352,6 +378,28 @@ def migrate(
         stack.stop()
 
 
+@app.command("new-service")
+def new_service(
+    name: Annotated[str, typer.Argument(help="lkms1NN-<name>, e.g. lkms103-inventory")],
+) -> None:
+    """
+    Make a complete, working service in services/<name> (REST 41NN, gRPC 51NN, database
+    lkms1NN_<name>): an example resource at /api/v1/<name>/, its migration, proto, events and
+    tests; then regenerate every generated file. `make up` and `make test` include it.
+    """
+    try:
+        folder = create_service(name, REPO_ROOT)
+    except NewServiceError as error:
+        console.print(f"[bold red]Cannot make the service:[/] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]✓[/] {name} in {folder.relative_to(REPO_ROOT)}")
+    console.print(
+        "Next: `make venv` (the new workspace member), `make up`, and its tests: "
+        f"cd {folder.relative_to(REPO_ROOT)} && ../../.venv/bin/pytest -q",
+        markup=False,
+    )
+
+
 @app.command()
 def pki(
     directory: Annotated[
@@ -485,7 +533,7 @@ def token(
     for curl (``Authorization: Bearer …``) and the Swagger UI's Authorize button.
     """
     settings = StackSettings.model_validate({"data_dir": data_dir} if data_dir else {})
-    unknown = sorted(set(scope or []) - set(ALL_SCOPES))
+    unknown = sorted(set(scope or []) - set(STACK_SCOPES))
     try:
         seconds = parse_ttl(ttl)
     except ValueError as error:
@@ -493,11 +541,12 @@ def token(
         raise typer.Exit(2) from None
     if unknown:
         console.print(
-            f"[bold red]Unknown scope {', '.join(unknown)}[/]; the scopes: {', '.join(ALL_SCOPES)}"
+            f"[bold red]Unknown scope {', '.join(unknown)}[/]; "
+            f"the scopes: {', '.join(STACK_SCOPES)}"
         )
         raise typer.Exit(2)
     minted = dev_auth(settings.data_dir).mint(
-        scopes=scope or ALL_SCOPES, subject=subject, ttl_seconds=seconds
+        scopes=scope or STACK_SCOPES, subject=subject, ttl_seconds=seconds
     )
     console.file.write(minted + "\n")
 

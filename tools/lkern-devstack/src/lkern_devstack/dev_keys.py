@@ -3,8 +3,8 @@
 FILE: dev_keys.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/dev_keys.py
 DESCRIPTION: Development token signing key: made on first `lkern up`, mints access tokens
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:35:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 06:00:00
 ================================================================
 
 The local stack plays the identity provider: ``lkern up`` makes an RSA key under
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lkern_common.auth import ALL_SCOPES
+from lkern_common.registry import discover_services
 from lkern_common.settings import LOCAL_AUTH_AUDIENCE, LOCAL_AUTH_ISSUER
 
 # === CONSTANTS ===
@@ -38,6 +39,14 @@ KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
 DEFAULT_SUBJECT = "developer"
 DEFAULT_TTL_SECONDS = 12 * 3600
+REPO_ROOT = Path(__file__).resolve().parents[4]
+# Every scope of the stack: the library's and each service's own ([tool.lkern] scopes), so that a
+# new service's routes can be called with the development token.
+STACK_SCOPES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [*ALL_SCOPES, *(scope for entry in discover_services(REPO_ROOT) for scope in entry.scopes)]
+    )
+)
 
 
 # === SIGNING KEY ===
@@ -83,7 +92,7 @@ class SigningKey:
         issuer: str = LOCAL_AUTH_ISSUER,
         audience: str | Sequence[str] = LOCAL_AUTH_AUDIENCE,
         subject: str = DEFAULT_SUBJECT,
-        scopes: Iterable[str] = ALL_SCOPES,
+        scopes: Iterable[str] = STACK_SCOPES,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         not_before: float | None = None,
         issued_at: float | None = None,

@@ -3,32 +3,35 @@
 FILE: stack.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/stack.py
 DESCRIPTION: The local stack: which parts run where, started and stopped in order
-VERSION: v1.3.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.4.0
+UPDATED: 2026-12-02 06:45:00
 ================================================================
 """
 
 # === IMPORTS ===
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 
 from lkern_common.migrations import ensure_database
 from lkern_common.ports import port_is_free
+from lkern_common.registry import ServiceEntry, discover_services, in_start_order
 from lkern_common.settings import normalize_database_url
 from lkern_devstack.broker import LocalBroker
 from lkern_devstack.dev_keys import DevAuth, dev_auth
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.postgres import EmbeddedPostgres
-from lkern_devstack.process import REPO_ROOT, SERVICES_DIR, LineSink, ServiceProcess
+from lkern_devstack.process import REPO_ROOT, LineSink, ServiceProcess
 from lkern_devstack.supervisor import (
     DRAIN_GRACE_S,
     consumer_groups_caught_up,
@@ -46,6 +49,10 @@ class StackSettings(BaseSettings):
     Where the local stack runs. Every field is an environment variable (``LKERN_…``) and a CLI
     option of ``lkern up``. Without ``DATABASE_URL`` the stack starts its own PostgreSQL; without
     ``KAFKA_BOOTSTRAP_SERVERS`` its own Kafka-protocol broker (Tansu, memory only).
+
+    Each service's ports are ``<short>_http_port`` / ``<short>_grpc_port`` (``LKERN_CONTACTS_
+    HTTP_PORT``, ``--contacts-http-port``), one pair per service of the registry, kept in
+    ``service_ports``; their defaults are the services' own (4NNN, 5NNN).
     """
 
     model_config = SettingsConfigDict(env_prefix="LKERN_", extra="ignore")
@@ -54,10 +61,7 @@ class StackSettings(BaseSettings):
     host: str = "127.0.0.1"
     postgres_port: int = 4501
     kafka_port: int = 4503
-    contacts_http_port: int = 4101
-    contacts_grpc_port: int = 5101
-    orders_http_port: int = 4102
-    orders_grpc_port: int = 5102
+    service_ports: dict[str, int] = Field(default_factory=dict)
     # An existing PostgreSQL server: each service uses its own database on it.
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "LKERN_DATABASE_URL")
@@ -69,55 +73,95 @@ class StackSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_service_ports(cls, data: Any) -> Any:
+        """``<short>_http_port`` / ``_grpc_port`` from the input or ``LKERN_…`` variables."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        ports = dict(data.get("service_ports") or {})
+        for field in service_port_fields():
+            value = data.pop(field, None) or os.environ.get(f"LKERN_{field.upper()}")
+            if value is not None and field not in ports:
+                ports[field] = int(value)
+        return {**data, "service_ports": ports}
+
+    def service_port(self, field: str) -> int:
+        """A service's port by its field name (the registry's default unless overridden)."""
+        return self.service_ports.get(field) or DEFAULT_SERVICE_PORTS[field]
+
 
 # === SERVICES ===
+PortKind = Literal["http", "grpc"]
+
+
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """A service of the stack: its folder name, database and ports."""
+    """A service of the stack: its declaration (lkern_common.registry) and where it runs."""
 
-    name: str
-    database: str
-    http_port_field: str
-    grpc_port_field: str
-    # Services whose events this one consumes: it trusts their event signing keys.
-    trusts_events_of: tuple[str, ...] = ()
+    entry: ServiceEntry
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def database(self) -> str:
+        return self.entry.database
+
+    @property
+    def trusts_events_of(self) -> tuple[str, ...]:
+        """Services whose events this one consumes: it trusts their event signing keys."""
+        return self.entry.consumes_events_of
+
+    @property
+    def http_port_field(self) -> str:
+        return port_field(self.entry, "http")
+
+    @property
+    def grpc_port_field(self) -> str:
+        return port_field(self.entry, "grpc")
 
     @property
     def service_dir(self) -> Path:
-        return SERVICES_DIR / self.name
+        return self.entry.directory
 
     @property
     def present(self) -> bool:
         return (self.service_dir / "app" / "main.py").is_file()
 
     def http_port(self, settings: StackSettings) -> int:
-        port: int = getattr(settings, self.http_port_field)
-        return port
+        return settings.service_port(self.http_port_field)
 
     def grpc_port(self, settings: StackSettings) -> int:
-        port: int = getattr(settings, self.grpc_port_field)
-        return port
+        return settings.service_port(self.grpc_port_field)
 
 
-SERVICES = (
-    ServiceDefinition(
-        "lkms101-contacts", "lkms101_contacts", "contacts_http_port", "contacts_grpc_port"
-    ),
-    ServiceDefinition(
-        "lkms102-orders",
-        "lkms102_orders",
-        "orders_http_port",
-        "orders_grpc_port",
-        trusts_events_of=("lkms101-contacts",),
-    ),
-)
+def port_field(entry: ServiceEntry, kind: PortKind) -> str:
+    """``contacts_http_port``: the stack setting (and ``lkern up`` option) of a service's port."""
+    return f"{entry.short_name}_{kind}_port"
+
+
+# Every service of this checkout (services/*/pyproject.toml), each after the services it calls.
+SERVICES = tuple(ServiceDefinition(entry) for entry in in_start_order(discover_services(REPO_ROOT)))
+DEFAULT_SERVICE_PORTS = {
+    port_field(service.entry, kind): getattr(service.entry, f"{kind}_port")
+    for service in SERVICES
+    for kind in ("http", "grpc")
+}
+
+
+def service_port_fields() -> list[str]:
+    """The port settings of every service: contacts_http_port, contacts_grpc_port, …"""
+    return list(DEFAULT_SERVICE_PORTS)
 
 
 def present_services(only: str | None = None) -> list[ServiceDefinition]:
     """The services of this checkout (optionally one, by name or short name)."""
     services = [s for s in SERVICES if s.present]
     if only is not None:
-        services = [s for s in services if only in (s.name, s.name.split("-", 1)[1])]
+        services = [s for s in services if only in (s.name, s.entry.short_name)]
         if not services:
             names = ", ".join(s.name for s in SERVICES if s.present)
             raise StackError(f"Unknown service {only!r}; the services are: {names}")
@@ -190,8 +234,14 @@ class LocalStack:
         return self._auth
 
     def service_env(self, service: ServiceDefinition) -> dict[str, str]:
-        contacts = SERVICES[0]
+        # Where every other service's gRPC server is (<SHORT>_GRPC_TARGET; CONTACTS_GRPC_TARGET…).
+        host = self.settings.host
+        grpc_targets = {
+            other.entry.grpc_target_variable: f"{host}:{other.grpc_port(self.settings)}"
+            for other in SERVICES
+        }
         return {
+            **grpc_targets,
             **self.pki.service_env(service.name, service.trusts_events_of),
             **self.auth.service_env(),
             "DATABASE_URL": self.database_url(service),
@@ -200,7 +250,6 @@ class LocalStack:
             "GRPC_PORT": str(service.grpc_port(self.settings)),
             "HTTP_HOST": self.settings.host,
             "GRPC_HOST": self.settings.host,
-            "CONTACTS_GRPC_TARGET": f"{self.settings.host}:{contacts.grpc_port(self.settings)}",
             "LOG_LEVEL": self.settings.log_level,
         }
 

@@ -420,7 +420,10 @@ class OutboxRelay:
         finally:
             was_leader = self.status.role == RelayRole.LEADER
             self.status.role = RelayRole.CONNECTING
-            OUTBOX_RELAY_LEADER.set(0)
+            if was_leader:
+                # Only the leader zeroes it: a standby of the same process (tests run several
+                # apps in one process) must not hide the leader that took over.
+                OUTBOX_RELAY_LEADER.set(0)
             await self._close_producer()
             await self._close_connection(connection)
             if was_leader:

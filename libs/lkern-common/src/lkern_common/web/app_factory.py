@@ -137,7 +137,7 @@ def _check_route_classes(routers: Sequence[APIRouter]) -> None:
 
 
 # === FACTORY ===
-def create_service_app(
+def create_web_app(
     settings: ServiceSettings,
     *,
     title: str,
@@ -147,7 +147,8 @@ def create_service_app(
     api_prefix: str = "/api/v1",
 ) -> FastAPI:
     """
-    The FastAPI app of a service: /docs and /redoc served without a CDN (assets shipped by
+    The FastAPI app of a service (its lifespan is lkern_common.service.create_service_app's):
+    /docs and /redoc served without a CDN (assets shipped by
     ``fastapi-offline``), CORS from configuration, a request id on every response and log line,
     one error contract (docs/errors.md), request bodies bounded by HTTP_MAX_BODY_BYTES (413,
     counted as they arrive, chunked or not), HEAD answered like GET, /health, /ready and /,
