@@ -4,8 +4,8 @@ FILE: test_services.py
 PATH: /services/lkms102-orders/tests/test_services.py
 DESCRIPTION: Business logic tests: money rules and state machine (pure), read model and orders
              service against a real PostgreSQL
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 07:15:00
 ================================================================
 """
 
@@ -15,8 +15,9 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from app.data.orders import OrderLineView, OrderView
 from app.database import Database
-from app.schemas.order import OrderCreate, OrderLineIn
+from app.schemas.order import OrderCreate, OrderLineIn, OrderUpdate
 from app.services import contacts_read_model
 from app.services.contacts_read_model import ContactState, apply_contact_snapshot
 from app.services.money import (
@@ -35,8 +36,10 @@ from app.services.order_status import (
     check_transition,
 )
 from app.services.orders_service import (
+    ContactCheck,
     OrderNotFoundError,
     OrdersReader,
+    OrdersService,
     format_order_number,
 )
 
@@ -209,3 +212,27 @@ async def test_read_model_deletion_first_then_create_event(db: Database) -> None
 async def test_get_unknown_order_raises_not_found(db: Database) -> None:
     with pytest.raises(OrderNotFoundError, match="Order with id 5 not found"):
         await OrdersReader(db).get_order_view(5)
+
+
+async def test_create_change_and_read_return_the_same_typed_view(db: Database) -> None:
+    # One view type whatever made it: the create's INSERT … RETURNING rows, the ORM object of a
+    # change and the plain-SQL read give equal OrderViews with the columns' Python types.
+    assert await apply(db, snapshot(1))
+    line = OrderLineIn(description="Widget", quantity=D("2"), unit_price=D("19.99"))
+    async with db.transaction() as session:
+        created = await OrdersService(session).create_order(
+            OrderCreate(contact_id=41, lines=[line], notes="first"), ContactCheck(41)
+        )
+    reader = OrdersReader(db)
+    assert await reader.get_order_view(created.id) == created
+    assert created.status is OrderStatus.DRAFT
+    assert created.lines == (OrderLineView("Widget", D("2.000"), D("19.99"), D("39.98")),)
+    assert (created.contact_name, created.contact_email) == ("Name v1", "v1@example.com")
+
+    async with db.transaction() as session:
+        changed = await OrdersService(session).update_order(created.id, OrderUpdate(notes="second"))
+    assert isinstance(changed, OrderView)
+    assert (changed.notes, changed.version) == ("second", 2)
+    assert await reader.get_order_view(created.id) == changed
+    page, total = await reader.list_orders(skip=0, limit=10, contact_id=41)
+    assert (page, total) == ([changed], 1)

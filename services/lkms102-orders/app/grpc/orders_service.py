@@ -3,8 +3,8 @@
 FILE: orders_service.py
 PATH: /services/lkms102-orders/app/grpc/orders_service.py
 DESCRIPTION: gRPC servicer implementation for orders (async, shares the app's database pool)
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 07:05:00
 ================================================================
 """
 
@@ -13,11 +13,11 @@ import logging
 
 import grpc
 
+from app.data.orders import OrderView
 from app.database import Database
 from app.grpc import orders_pb2, orders_pb2_grpc
 from app.services.money import format_decimal
-from app.services.order_status import OrderStatus
-from app.services.orders_service import OrdersReader, OrderView
+from app.services.orders_service import OrdersReader
 from lkern_common.errors import BadRequestError
 from lkern_common.grpc_auth import requires_scope
 
@@ -34,12 +34,11 @@ Context = grpc.aio.ServicerContext[object, object]
 # === CONVERSION ===
 def order_to_proto(view: OrderView) -> orders_pb2.Order:
     """An order as the proto message (money as decimal strings, timestamps ISO 8601)."""
-    order = view.order
     return orders_pb2.Order(
-        id=order.id,
-        number=order.number,
-        status=OrderStatus(order.status).value,
-        currency=order.currency,
+        id=view.id,
+        number=view.number,
+        status=view.status.value,
+        currency=view.currency,
         lines=[
             orders_pb2.OrderLine(
                 description=line.description,
@@ -49,14 +48,14 @@ def order_to_proto(view: OrderView) -> orders_pb2.Order:
             )
             for line in view.lines
         ],
-        total=format_decimal(order.total),
-        notes=order.notes or "",
+        total=format_decimal(view.total),
+        notes=view.notes or "",
         contact=orders_pb2.OrderContact(
-            id=order.contact_id, name=view.contact_name, email=view.contact_email
+            id=view.contact_id, name=view.contact_name, email=view.contact_email
         ),
-        created_at=order.created_at.isoformat(),
-        updated_at=order.updated_at.isoformat() if order.updated_at else "",
-        version=order.version,
+        created_at=view.created_at.isoformat(),
+        updated_at=view.updated_at.isoformat() if view.updated_at else "",
+        version=view.version,
     )
 
 

@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/routers/orders.py
 DESCRIPTION: FastAPI router for orders endpoints (CRUD, status changes)
-VERSION: v1.5.0
-UPDATED: 2026-12-02 07:00:00
+VERSION: v1.6.0
+UPDATED: 2026-12-02 07:05:00
 ================================================================
 """
 
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import TypeAdapter
 
+from app.data.orders import OrderView
 from app.database import Database, DatabaseDep, SessionDep
 from app.schemas.order import (
     ContactSummary,
@@ -29,7 +30,6 @@ from app.services.orders_service import (
     ContactCheck,
     OrdersReader,
     OrdersService,
-    OrderView,
     check_contact,
 )
 from lkern_common.auth import ORDERS_READ, ORDERS_WRITE
@@ -103,25 +103,32 @@ def _reader(request: Request) -> OrdersReader:
 # === CONVERSION ===
 def order_response(view: OrderView) -> OrderResponse:
     """An order with its contact as the REST response."""
-    order = view.order
     return OrderResponse(
-        id=order.id,
-        number=order.number,
-        status=OrderStatus(order.status),
-        currency=order.currency,
-        lines=[OrderLineResponse.model_validate(line) for line in view.lines],
-        total=order.total,
-        notes=order.notes,
+        id=view.id,
+        number=view.number,
+        status=view.status,
+        currency=view.currency,
+        lines=[
+            OrderLineResponse(
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                line_total=line.line_total,
+            )
+            for line in view.lines
+        ],
+        total=view.total,
+        notes=view.notes,
         contact=ContactSummary(
-            id=order.contact_id, name=view.contact_name, email=view.contact_email
+            id=view.contact_id, name=view.contact_name, email=view.contact_email
         ),
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        version=order.version,
-        created_by=order.created_by,
-        updated_by=order.updated_by,
-        status_changed_by=order.status_changed_by,
-        status_changed_at=order.status_changed_at,
+        created_at=view.created_at,
+        updated_at=view.updated_at,
+        version=view.version,
+        created_by=view.created_by,
+        updated_by=view.updated_by,
+        status_changed_by=view.status_changed_by,
+        status_changed_at=view.status_changed_at,
     )
 
 
@@ -164,10 +171,10 @@ async def get_order(
 ) -> Response:
     """Get order by ID (404 when it does not exist; 304 when `If-None-Match` is current)."""
     view = await _reader(request).get_order_view(order_id)
-    if (unchanged := not_modified(if_none_match, view.order.version)) is not None:
+    if (unchanged := not_modified(if_none_match, view.version)) is not None:
         return unchanged
     response = Response(order_response(view).model_dump_json(), media_type=JSON)
-    set_etag(response, view.order.version)
+    set_etag(response, view.version)
     return response
 
 
@@ -282,10 +289,10 @@ async def _confirmable_contact(
     """
     if target != OrderStatus.CONFIRMED:
         return None
-    current = (await OrdersReader(db).get_order_view(order_id)).order
+    current = await OrdersReader(db).get_order_view(order_id)
     if if_match is not None:
         if_match.check(current.version)  # checked again under the row lock
-    check_transition(current.number, OrderStatus(current.status), target)
+    check_transition(current.number, current.status, target)
     return await check_contact(db, contacts, current.contact_id)
 
 

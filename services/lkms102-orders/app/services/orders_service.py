@@ -4,35 +4,32 @@ FILE: orders_service.py
 PATH: /services/lkms102-orders/app/services/orders_service.py
 DESCRIPTION: Orders logic: reads (OrdersReader); the contact check asked of contacts before a
              transaction (check_contact); create, edit, status, delete (OrdersService)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 06:30:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 07:05:00
 ================================================================
 """
 
 # === IMPORTS ===
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, cast
 
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Integer,
-    Row,
-    Select,
-    Table,
-    any_,
-    bindparam,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.data.orders import (
+    LINE_COLUMNS,
+    ORDER_COLUMNS,
+    OrderLineView,
+    OrderView,
+    count_orders,
+    fetch_order,
+    fetch_page,
+    fetch_read_model_state,
+)
 from app.models.contact import ContactReadModel
 from app.models.order import ORDER_NUMBER_SEQUENCE, Order, OrderLine
 from app.outbox_events import write_order_event
@@ -48,7 +45,7 @@ from lkern_common.contracts.orders import (
     OrderStatusChanged,
     OrderUpdated,
 )
-from lkern_common.database import Database, Query, Record
+from lkern_common.database import Database
 from lkern_common.errors import NotFoundError
 from lkern_common.request_context import get_subject
 from lkern_common.web.conditional import IfMatch
@@ -100,76 +97,26 @@ def _build_lines(lines: Sequence[OrderLineIn]) -> list[OrderLine]:
     return [OrderLine(**values) for values in _line_values(lines)]
 
 
-def _list_filters(contact_id: int | None, status: OrderStatus | None) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = []
-    if contact_id is not None:
-        filters.append(Order.contact_id == contact_id)
-    if status is not None:
-        filters.append(Order.status == status)
-    return filters
-
-
 # === STATEMENTS ===
 ORDERS = cast(Table, Order.__table__)
 LINES = cast(Table, OrderLine.__table__)
-READ_MODEL = cast(Table, ContactReadModel.__table__)
 # A new order is Core statements: the next number, INSERT … RETURNING for the order, one
 # INSERT … RETURNING for all its lines (ORM objects and their unit-of-work flush cost ~1 ms more
-# per create); changes of existing orders use the ORM (lock, compare, flush).
-NewRow = Row[Any]
+# per create); both return the view's columns (app.data.orders), so the rows become the same
+# OrderView a read returns. Changes of existing orders use the ORM (lock, compare, flush).
 NEXT_NUMBER = select(ORDER_NUMBER_SEQUENCE.next_value(), func.now())
-INSERT_ORDER = insert(ORDERS).returning(ORDERS)
-INSERT_LINES = insert(LINES).returning(LINES, sort_by_parameter_order=True)
-
-
-# === VIEW ===
-@dataclass(frozen=True)
-class OrderView:
-    """
-    An order with its lines and its contact's current name and email: the read model's, else
-    the snapshot taken when the order was created. ``order`` and ``lines`` are ORM objects
-    after a change, the rows an INSERT returned after a create, records when only read
-    (OrdersReader): all with the same attributes.
-    """
-
-    order: Order | NewRow | Record
-    lines: Sequence[OrderLine | NewRow | Record]
-    contact_name: str
-    contact_email: str
-
-    @classmethod
-    def of(cls, order: Order, contact: ContactReadModel | None) -> "OrderView":
-        """The view of an ORM order (lines loaded) and its contact in the read model."""
-        return cls(
-            order=order,
-            lines=list(order.lines),
-            contact_name=contact.name if contact is not None else order.contact_name,
-            contact_email=contact.email if contact is not None else order.contact_email,
-        )
+INSERT_ORDER = insert(ORDERS).returning(*(ORDERS.c[name] for name in ORDER_COLUMNS))
+INSERT_LINES = insert(LINES).returning(
+    *(LINES.c[name] for name in LINE_COLUMNS), sort_by_parameter_order=True
+)
 
 
 # === READS ===
-# Reads run straight on the driver (Database.fetch_one / fetch_all), statements compiled once:
-# no ORM objects and no SQLAlchemy execution layer for an order that is only shown
-# (docs/performance.md). Two statements per page (orders with contacts, then their lines), as
-# the ORM's selectinload did, each in autocommit.
-
-
-def _orders_with_contacts() -> Select[Any]:
-    """Orders and their contact's current name and email (read model, else the snapshot)."""
-    return select(
-        ORDERS,
-        func.coalesce(READ_MODEL.c.name, ORDERS.c.contact_name).label("view_contact_name"),
-        func.coalesce(READ_MODEL.c.email, ORDERS.c.contact_email).label("view_contact_email"),
-    ).outerjoin(READ_MODEL, READ_MODEL.c.id == ORDERS.c.contact_id)
-
-
-ORDER_BY_ID = Query(_orders_with_contacts().where(ORDERS.c.id == bindparam("order_id")))
-LINES_OF_ORDERS = Query(
-    select(LINES)
-    .where(LINES.c.order_id == any_(bindparam("order_ids", type_=ARRAY(Integer))))
-    .order_by(LINES.c.order_id, LINES.c.position)
-)
+# Reads run plain SQL straight on the driver (app.data.orders: Database.fetch_row / fetch_rows,
+# prepared once per connection by asyncpg) and return typed views: no ORM objects and no
+# SQLAlchemy execution layer for an order that is only shown (docs/performance.md). Two
+# statements per page (orders with contacts, then their lines), each in autocommit, and a
+# count only when the page does not tell it.
 
 
 class OrdersReader:
@@ -180,10 +127,10 @@ class OrdersReader:
 
     async def get_order_view(self, order_id: int) -> OrderView:
         """The order with its contact, or OrderNotFoundError."""
-        row = await self.db.fetch_one(ORDER_BY_ID, order_id=order_id)
-        if row is None:
+        view = await fetch_order(self.db, order_id)
+        if view is None:
             raise OrderNotFoundError(order_id)
-        return (await self._views([row]))[0]
+        return view
 
     async def list_orders(
         self,
@@ -197,15 +144,11 @@ class OrdersReader:
         A page of orders ordered by id with their contacts (one query for orders and contacts,
         one for their lines), and the number of all orders that match.
         """
-        filters = _list_filters(contact_id, status)
-        page = _orders_with_contacts().where(*filters).order_by(ORDERS.c.id)
-        views = await self._views(await self.db.fetch_all(Query(page.offset(skip).limit(limit))))
+        views = await fetch_page(self.db, skip, limit, contact_id, status)
         if skip == 0 and len(views) < limit:
             total = len(views)  # the whole result fits in this page: no count query needed
         else:
-            count = select(func.count().label("total")).select_from(ORDERS).where(*filters)
-            row = await self.db.fetch_one(Query(count))
-            total = row.total if row is not None else 0
+            total = await count_orders(self.db, contact_id, status)
         return views, total
 
     async def get_orders_by_contact(
@@ -214,35 +157,11 @@ class OrdersReader:
         """The contact's orders (oldest first) and how many there are."""
         return await self.list_orders(skip=skip, limit=limit, contact_id=contact_id)
 
-    async def _views(self, orders: Sequence[Record]) -> list[OrderView]:
-        """The orders with their lines (one query for all of them)."""
-        lines: dict[int, list[Record]] = defaultdict(list)
-        if orders:
-            order_ids = [order.id for order in orders]
-            for line in await self.db.fetch_all(LINES_OF_ORDERS, order_ids=order_ids):
-                lines[line.order_id].append(line)
-        return [
-            OrderView(
-                order=order,
-                lines=lines[order.id],
-                contact_name=order.view_contact_name,
-                contact_email=order.view_contact_email,
-            )
-            for order in orders
-        ]
-
 
 # === CONTACT CHECK ===
 # Contacts is asked before the order's transaction starts: no pooled connection waits for its
 # answer (with contacts slow or down, waiting creates held the pool's slots and every other
 # request of orders, reads included, queued behind them).
-READ_MODEL_STATE = Query(
-    select(READ_MODEL.c.version, READ_MODEL.c.is_active, READ_MODEL.c.deleted).where(
-        READ_MODEL.c.id == bindparam("contact_id")
-    )
-)
-
-
 @dataclass(frozen=True)
 class ContactCheck:
     """
@@ -265,13 +184,13 @@ async def check_contact(db: Database, contacts: ContactDirectory, contact_id: in
     :meth:`OrdersService` to merge in its transaction.
     """
     await contacts.validate(contact_id)
-    row = await db.fetch_one(READ_MODEL_STATE, contact_id=contact_id)
-    if row is not None and row.is_active and not row.deleted:
+    state = await fetch_read_model_state(db, contact_id)
+    if state is not None and state.usable:
         return ContactCheck(contact_id)
     snapshot = await contacts.fetch(contact_id)
     if snapshot is None:
         raise ContactRejectedError(f"Contact with id {contact_id} not found")
-    return ContactCheck(contact_id, snapshot, None if row is None else row.version)
+    return ContactCheck(contact_id, snapshot, None if state is None else state.version)
 
 
 # === SERVICE ===
@@ -357,13 +276,14 @@ class OrdersService:
             "notes": data.notes,
             "created_by": get_subject(),
         }
-        order: NewRow = (await connection.execute(INSERT_ORDER, new_order)).one()
+        order = (await connection.execute(INSERT_ORDER, new_order)).one()
+        order_id: int = order[0]  # ORDER_COLUMNS start with the id
         for line in lines:
-            line["order_id"] = order.id
+            line["order_id"] = order_id
         order_lines = (await connection.execute(INSERT_LINES, lines)).all()
-        view = OrderView(order, order_lines, contact_name=contact.name, contact_email=contact.email)
+        view = OrderView.from_row(order, [OrderLineView.from_row(line) for line in order_lines])
         await write_order_event(self.session, OrderCreated, view)
-        logger.info("Created order %s (%s) for contact %s", order.id, order.number, contact.id)
+        logger.info("Created order %s (%s) for contact %s", view.id, view.number, contact.id)
         return view
 
     # --- update ---
