@@ -57,6 +57,8 @@ unit: venv  ## every test suite, on one throw-away PostgreSQL (or TEST_POSTGRES_
 # They need no network: uv, where a test runs it, uses only its cache (filled by `make venv`).
 .PHONY: suites
 suites: export UV_OFFLINE = 1
+# grpcio's fork handlers can abort a child forked (to exec a server) while gRPC threads run.
+suites: export GRPC_ENABLE_FORK_SUPPORT = false
 suites: venv
 	@for dir in $(PACKAGES) $(SERVICES); do \
 		if [ -d $$dir/tests ]; then \
@@ -76,7 +78,7 @@ test: lint typecheck unit  ## lint, typecheck and every test
 # Faults injected into the real stack (pauses, kills, stops), counted with the databases as the
 # truth; prints the figures docs/reliability.md quotes. `make test` runs it last; this runs it alone.
 test-faults: venv  ## only the fault suite, on its own stack (broker paused, processes killed, ...)
-	UV_OFFLINE=1 $(PYTEST) -q -p no:cacheprovider tests/faults
+	UV_OFFLINE=1 GRPC_ENABLE_FORK_SUPPORT=false $(PYTEST) -q -p no:cacheprovider tests/faults
 
 # Builds every service's image with podman on a stand-in python:3.11-slim (docs/deploy.md), runs them.
 test-images: venv  ## build every image with podman and run them hardened (root; podman, runc, debootstrap)

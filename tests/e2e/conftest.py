@@ -9,8 +9,10 @@ UPDATED: 2026-12-02 06:00:00
 """
 
 # === IMPORTS ===
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -34,6 +36,34 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LKERN = REPO_ROOT / ".venv" / "bin" / "lkern"
 PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 READY_TIMEOUT_SECONDS = 120
+
+
+# === PAUSING A PROCESS ===
+def _all_threads_stopped(process: psutil.Process) -> bool:
+    return all(
+        psutil.Process(thread.id).status() == psutil.STATUS_STOPPED for thread in process.threads()
+    )
+
+
+@contextmanager
+def paused(process: psutil.Process, timeout: float = 10.0) -> Iterator[None]:
+    """
+    SIGSTOP ``process`` and its children (a service's HTTP workers), so connections stay open
+    and nothing is answered; SIGCONT at the end.
+    """
+    frozen = [process, *process.children(recursive=True)]
+    for each in frozen:
+        os.kill(each.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + timeout
+        while not all(_all_threads_stopped(each) for each in frozen):
+            assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
+            time.sleep(0.001)
+        yield
+    finally:
+        for each in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each.pid, signal.SIGCONT)
 
 
 # === STACK ===

@@ -10,8 +10,6 @@ UPDATED: 2026-12-02 06:00:00
 
 # === IMPORTS ===
 import asyncio
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +21,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from lkern_devstack.testing import eventually_blocking
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, paused
 
 # === CONSTANTS ===
 PROPAGATION_SECONDS = 5.0
@@ -192,15 +190,12 @@ def test_contacts_unreachable_is_503_and_recovers(stack: RunningStack) -> None:
             "lines": [{"description": "x", "quantity": 1, "unit_price": 1}],
         }
         before = client.get(f"{orders}/api/v1/orders/").headers["X-Total-Count"]
-        process = contacts_process(stack)
-        os.kill(process.pid, signal.SIGSTOP)  # contacts stops answering (its port stays open)
-        try:
+        # Contacts and its HTTP workers stop answering (their ports stay open).
+        with paused(contacts_process(stack)):
             unavailable = client.post(f"{orders}/api/v1/orders/", json=body)
             assert unavailable.status_code == 503, unavailable.text
             assert "contacts" in unavailable.json()["detail"].lower()
             assert client.get(f"{orders}/api/v1/orders/").headers["X-Total-Count"] == before
-        finally:
-            os.kill(process.pid, signal.SIGCONT)
         eventually_blocking(
             lambda: client.post(f"{orders}/api/v1/orders/", json=body).status_code == 201,
             "order creation works again",

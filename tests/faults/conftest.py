@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/faults/conftest.py
 DESCRIPTION: Fault suite fixtures: the real stack, its processes, its databases as the truth
-VERSION: v1.0.0
-UPDATED: 2026-12-02 05:50:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 07:10:00
 ================================================================
 
 Each fault test drives the stack `lkern up` starts (as `make up` does), injects one fault
@@ -14,18 +14,14 @@ The figures each test records are printed at the end of the run (docs/reliabilit
 """
 
 # === IMPORTS ===
-import os
-import signal
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import psutil
 import pytest
 
-from tests.e2e.conftest import RunningStack, ready_stack
+from tests.e2e.conftest import RunningStack, paused, ready_stack  # noqa: F401 (paused: for the tests)
 
 # === CONSTANTS ===
 DATABASES = {"contacts": "lkms101_contacts", "orders": "lkms102_orders"}
@@ -56,26 +52,6 @@ def broker_process(stack: RunningStack) -> psutil.Process:
         except psutil.NoSuchProcess:
             continue
     raise AssertionError("the broker is not running")
-
-
-def _all_threads_stopped(process: psutil.Process) -> bool:
-    return all(
-        psutil.Process(thread.id).status() == psutil.STATUS_STOPPED for thread in process.threads()
-    )
-
-
-@contextmanager
-def paused(process: psutil.Process, timeout: float = 10.0) -> Iterator[None]:
-    """SIGSTOP ``process`` (connections stay open, nothing is answered); SIGCONT at the end."""
-    os.kill(process.pid, signal.SIGSTOP)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _all_threads_stopped(process):
-            assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
-            time.sleep(0.001)
-        yield
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
 
 
 # === THE DATABASES ===

@@ -113,6 +113,7 @@ class ServiceProcess:
     # --- start / ready / stop ---
     def start(self) -> None:
         """Start ``python -m app`` in the service folder; its output goes to the sink."""
+        self.kill_leftovers()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app"],
             cwd=self.service_dir,
@@ -158,6 +159,16 @@ class ServiceProcess:
     def exit_code(self) -> int | None:
         return self.process.poll() if self.process else None
 
+    def kill_leftovers(self) -> None:
+        """
+        SIGKILL what is left of an exited run's process group (its own session): HTTP workers
+        whose supervisor was killed would keep the ports and serve stale code after a restart.
+        """
+        if self.process is None or self.process.poll() is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """SIGTERM (graceful: in-flight requests finish), then SIGKILL after ``timeout``."""
         if self.process is None:
@@ -170,5 +181,6 @@ class ServiceProcess:
                 logger.warning("%s did not stop within %.0f s: killing it", self.name, timeout)
                 self.process.kill()
                 self.process.wait()
+        self.kill_leftovers()
         if self._reader is not None:
             self._reader.join(timeout=2)
