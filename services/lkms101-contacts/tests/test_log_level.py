@@ -17,6 +17,7 @@ HTTP_WORKERS=2 service is covered end to end by tests/e2e/test_observability.py.
 # === IMPORTS ===
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -101,18 +102,25 @@ async def test_a_level_stored_by_another_worker_is_applied(
     await eventually(lambda: current_log_level() == "warning", "the stored level is applied")
 
 
-async def test_the_level_is_kept_across_a_restart(
-    client: httpx.AsyncClient, settings: Settings, tokens: TestTokens
-) -> None:
-    assert (await client.put(URL, json={"level": "error"})).status_code == 200
+async def test_the_level_is_kept_across_a_restart(settings: Settings, tokens: TestTokens) -> None:
+    # A restart as in production: the first process has stopped before the next one starts.
+    async with running_app(settings, tokens) as first:
+        assert (await first.put(URL, json={"level": "error"})).status_code == 200
     set_log_level("info")  # a new process starts at LOG_LEVEL
-    restarted = create_app(settings)
-    async with LifespanManager(restarted, startup_timeout=30, shutdown_timeout=30):
+    async with running_app(settings, tokens) as restarted:
         # Applied during start-up, before the first request (no poll interval waited).
         assert current_log_level() == "error"
-        transport = httpx.ASGITransport(app=restarted)
+        shown = (await restarted.get(URL)).json()
+    assert shown["level"] == shown["stored"] == "error"
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, tokens: TestTokens) -> AsyncIterator[httpx.AsyncClient]:
+    """A contacts app of its own, started and stopped around the block, and its client."""
+    application = create_app(settings)
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
+        transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=tokens.bearer()
-        ) as restarted_client:
-            shown = (await restarted_client.get(URL)).json()
-    assert shown["level"] == shown["stored"] == "error"
+        ) as client:
+            yield client

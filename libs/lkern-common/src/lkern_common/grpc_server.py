@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_HEALTH_INTERVAL_SECONDS = 5.0
 INTERNAL_ERROR_DETAILS = "Internal server error"
+WATCH_STOP_TIMEOUT_S = 5.0  # how long stop() waits for cancelled health watches
 DATABASE_UNAVAILABLE_DETAILS = "Service temporarily unavailable: the database cannot be reached"
 # SO_REUSEPORT (grpc's default on Linux) would let a second process bind the same port silently
 # and steal half of the connections; a port clash must fail loudly instead. Only the workers of
@@ -541,7 +542,11 @@ class GrpcServer:
         for task in list(self._watch_tasks):
             task.cancel()
         if self._watch_tasks:
-            await asyncio.gather(*self._watch_tasks, return_exceptions=True)
+            # wait, not gather: gather re-raised a watch's cancellation in this stop now and then,
+            # which left the app's lifespan unfinished (its shutdown hung until timed out).
+            _, pending = await asyncio.wait(list(self._watch_tasks), timeout=WATCH_STOP_TIMEOUT_S)
+            if pending:
+                logger.warning("gRPC stop: %d health watches did not end in time", len(pending))
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self._grace_seconds if grace is None else grace)
