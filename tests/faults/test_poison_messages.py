@@ -346,16 +346,16 @@ async def _replay_after_a_fix(
     assert await unapplied_events(stack, [cursed]) == 0
 
     # Everything again: the cursed event is a duplicate now, the poison is refused again.
-    before = (await orders_ready(client, stack))["checks"]["contact_events"]["duplicates"]
     first = await lkern_dlq(stack, "replay", "--since", started)
     listed = await dead_letters(stack, started)
     originals = [entry for entry in listed if not entry["replay_of"]]
     assert f"Replayed {len(originals)} dead letters" in first, first
 
     async def all_handled_again() -> bool:
+        # Every poison is dead-lettered again; the cursed event is not (the inbox skips it).
+        # (Not /ready's duplicate count: with several workers it comes from any one of them.)
         again = [entry for entry in await dead_letters(stack, started) if entry["replay_of"]]
-        duplicates = (await orders_ready(client, stack))["checks"]["contact_events"]["duplicates"]
-        return len(again) == len(originals) - 1 and duplicates >= before + 1
+        return len(again) == len(originals) - 1
 
     await eventually(all_handled_again, "the replayed poison is refused again", timeout_s=120)
     second = await lkern_dlq(stack, "replay", "--since", started, "--dry-run")
