@@ -156,7 +156,9 @@ def test_images_contain_only_what_the_dockerfile_copies(
     for service, image in images.items():
         flags = hardening_flags(compose["services"][service])
         inside = look_inside(podman, ContainerSpec(image=image, flags=flags))
-        assert inside["app"] == ["alembic", "alembic.ini", "app", "proto"], service
+        assert inside["app"] == ["alembic", "alembic.ini", "app", "proto", "pyproject.toml"], (
+            service
+        )
         assert inside["tests"] == [], service
         assert inside["code_owner"] == 0 and inside["healthcheck"], service
         # The host's CA bundle was mounted for the build's downloads only.
