@@ -51,7 +51,7 @@ from lkern_common.grpc_contracts.contacts import contacts_pb2, contacts_pb2_grpc
 from lkern_common.grpc_server import DATABASE_UNAVAILABLE_DETAILS, GrpcServer
 from lkern_common.request_context import request_id_var
 from lkern_devstack.dev_pki import DevPki
-from lkern_devstack.testing import tls_channel
+from lkern_devstack.testing import eventually, tls_channel
 
 # === CONSTANTS ===
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -375,7 +375,7 @@ async def test_circuit_breaker_opens_fails_fast_and_lets_one_probe_through(env: 
     env.servicer.delay = 0.3
     await asyncio.sleep(1.1)
     probe = asyncio.create_task(client.validate_contact_detailed(1))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: env.servicer.calls > calls, "the half-open probe reached contacts")
     with pytest.raises(ContactsCircuitOpenError):
         await client.get_contact(1)
     assert (await probe).is_valid  # the probe found contacts back: closed
