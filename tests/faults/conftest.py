@@ -3,8 +3,8 @@
 FILE: conftest.py
 PATH: /tests/faults/conftest.py
 DESCRIPTION: Fault suite fixtures: the real stack, its processes, its databases as the truth
-VERSION: v1.1.0
-UPDATED: 2026-12-02 07:10:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 09:20:00
 ================================================================
 
 Each fault test drives the stack `lkern up` starts (as `make up` does), injects one fault
@@ -21,6 +21,7 @@ import asyncpg
 import psutil
 import pytest
 
+from lkern_devstack.testing import eventually
 from tests.e2e.conftest import RunningStack, paused, ready_stack  # noqa: F401 (paused: for the tests)
 
 # === CONSTANTS ===
@@ -93,6 +94,19 @@ async def unapplied_events(stack: RunningStack, ids: list[int]) -> int:
         [row["event_id"] for row in published],
     )
     return len(published) - len(applied)
+
+
+async def every_event_applied(stack: RunningStack, ids: list[int], timeout_s: float = 120) -> None:
+    """
+    Wait until orders has applied every contact event of ``ids``. A read model equal to the
+    source does not prove it: created and updated events travel on different topics, so the
+    updates can land (and win the version guard) before the creates are read.
+    """
+
+    async def all_applied() -> bool:
+        return await unapplied_events(stack, ids) == 0
+
+    await eventually(all_applied, "every contact event applied by orders", timeout_s)
 
 
 # === FIGURES ===

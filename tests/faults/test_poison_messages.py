@@ -4,7 +4,7 @@ FILE: test_poison_messages.py
 PATH: /tests/faults/test_poison_messages.py
 DESCRIPTION: Fault: poison messages (one just under 1 MiB) on contacts' topic; replay after a fix
 VERSION: v1.0.0
-UPDATED: 2026-12-02 06:45:00
+UPDATED: 2026-12-02 09:20:00
 ================================================================
 
 Proves: every kind of poison message produced to ``lkern.contacts.created`` is dead-lettered
@@ -39,7 +39,12 @@ from lkern_common.kafka.dead_letter import message_size
 from lkern_devstack.dev_pki import DevPki
 from lkern_devstack.testing import eventually
 from tests.e2e.conftest import LKERN, RunningStack
-from tests.faults.conftest import contact_versions, database_url, record_figures, unapplied_events
+from tests.faults.conftest import (
+    contact_versions,
+    database_url,
+    every_event_applied,
+    record_figures,
+)
 
 # === CONSTANTS ===
 TOPIC = "lkern.contacts.created"
@@ -268,8 +273,8 @@ async def test_poison_messages_are_dead_lettered_and_orders_keeps_applying(
             return ids
 
         ids, polls = await polled_while(client, stack, good_writes)
+        await every_event_applied(stack, ids)
         caught_up_s = time.monotonic() - poisoned_at
-        assert await unapplied_events(stack, ids) == 0
 
         async def all_dead_lettered() -> bool:
             listed = await dead_letters(stack, started)
@@ -343,7 +348,7 @@ async def _replay_after_a_fix(
         return await contact_versions(stack, "orders", [cursed]) == source
 
     await eventually(applied, "the replayed event is applied", timeout_s=60)
-    assert await unapplied_events(stack, [cursed]) == 0
+    await every_event_applied(stack, [cursed], timeout_s=60)
 
     # Everything again: the cursed event is a duplicate now, the poison is refused again.
     first = await lkern_dlq(stack, "replay", "--since", started)

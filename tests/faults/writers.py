@@ -4,7 +4,7 @@ FILE: writers.py
 PATH: /tests/faults/writers.py
 DESCRIPTION: Fault suite: contact writes that go on through a fault, and what they were told
 VERSION: v1.0.0
-UPDATED: 2026-12-02 06:40:00
+UPDATED: 2026-12-02 09:20:00
 ================================================================
 
 The writers create contacts and rename each (every write an event for orders), several at a
@@ -21,7 +21,7 @@ import httpx
 
 from lkern_devstack.testing import eventually
 from tests.e2e.conftest import RunningStack
-from tests.faults.conftest import contact_versions, fetch, unapplied_events
+from tests.faults.conftest import contact_versions, every_event_applied, fetch
 
 # === CONSTANTS ===
 RETRY_PAUSE_S = 0.05
@@ -103,10 +103,7 @@ async def assert_nothing_lost(
     await eventually(caught_up, "orders' read model equals contacts", timeout_s)
     caught_up_s = time.monotonic() - began
 
-    async def all_applied() -> bool:
-        return await unapplied_events(stack, ids) == 0
-
-    await eventually(all_applied, "every contact event applied by orders", timeout_s)
+    await every_event_applied(stack, ids, timeout_s)
     events = await fetch(
         stack,
         "contacts",
