@@ -88,7 +88,9 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "AUTH_JWKS_TIMEOUT_SECONDS": "5 s",
     "AUTH_TOKEN_CACHE_SIZE": "10,000 verified tokens per replica",
     # database pool
-    "DB_POOL_SIZE": "10 per replica (no overflow) fits PostgreSQL's default 100 connections",
+    "DB_POOL_SIZE": "10 per worker, no overflow; with DB_DRIVER_POOL_SIZE 20 per one-worker "
+    "replica: both services fit PostgreSQL's default 100 connections",
+    "DB_DRIVER_POOL_SIZE": "see DB_POOL_SIZE",
     "DB_MAX_OVERFLOW": "see DB_POOL_SIZE",
     "DB_POOL_PRE_PING": "off: broken connections are invalidated and recycled",
     "DB_POOL_RECYCLE_SECONDS": "30 min",

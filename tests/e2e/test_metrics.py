@@ -164,7 +164,8 @@ def test_http_counts_by_route_template_from_every_worker(
         routes = label_values(samples, requests, "route")
         assert not any(RAW_ID.search(route) for route in routes), routes
         # Every worker is there: its pool and its process.
-        assert total(samples, "lkern_db_pool_size") == 10 * workers
+        assert total(samples, "lkern_db_pool_size", pool="orm") == 10 * workers
+        assert total(samples, "lkern_db_pool_size", pool="driver") == 10 * workers
         assert len(label_values(samples, "process_resident_memory_bytes", "pid")) == workers
 
 

@@ -3,8 +3,8 @@
 FILE: test_database.py
 PATH: /libs/lkern-common/tests/test_database.py
 DESCRIPTION: Database: sessions served in turn, reads without transaction round trips, direct reads
-VERSION: v1.1.0
-UPDATED: 2026-11-26 14:40:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 10:10:00
 ================================================================
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from lkern_common.database import Database, Query
 from lkern_common.settings import ServiceSettings
-from lkern_devstack.testing import TestDatabase
+from lkern_devstack.testing import TestDatabase, eventually
 
 # === CONSTANTS ===
 LIB_DIR = Path(__file__).resolve().parents[1]
@@ -37,8 +37,10 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 async def one_connection(database_url: str) -> AsyncIterator[Database]:
-    """A Database whose pool has exactly one connection."""
-    settings = ServiceSettings(database_url=database_url, db_pool_size=1, db_max_overflow=0)
+    """A Database whose pools (SQLAlchemy's and the driver's) have exactly one connection."""
+    settings = ServiceSettings(
+        database_url=database_url, db_pool_size=1, db_max_overflow=0, db_driver_pool_size=1
+    )
     db = Database(settings)
     yield db
     await db.dispose()
@@ -122,31 +124,67 @@ async def test_fetch_reads_rows_by_attribute_key_and_index(numbers: Database) ->
         _ = first.missing
 
 
-async def test_fetch_commits_each_statement_without_a_transaction(numbers: Database) -> None:
+async def test_fetch_sends_one_statement_no_transaction_and_no_reset(numbers: Database) -> None:
     sent: list[str] = []
-    async with numbers.engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        driver.add_query_logger(lambda query: sent.append(query.query))
+    numbers.add_query_logger(lambda query: sent.append(query.query))
     assert await numbers.fetch_one(NUMBERS_FROM, lowest=3) is not None
-    assert [query.split()[0] for query in sent] == ["SELECT"]
+    assert await numbers.fetch_row("SELECT 1") is not None
+    await asyncio.sleep(0)  # asyncpg hands each logged statement over on the next loop turn
+    # No BEGIN / COMMIT, and no reset statement when the connection goes back to the pool.
+    assert [query.split()[0] for query in sent] == ["SELECT", "SELECT"]
+
+
+async def test_direct_statements_are_served_in_the_order_they_asked(
+    one_connection: Database,
+) -> None:
+    """The driver pool's own queue lets a newcomer overtake a waiter; its gate does not."""
+    served: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def use(name: str, seconds: float = 0.0) -> None:
+        await one_connection.fetch_row("SELECT pg_sleep($1)", seconds)
+        served.append(name)
+
+    def newcomer_when_first_ends(query: Any) -> None:
+        # asyncpg calls this in the turn after the first statement ends, before the pool has
+        # its connection back: the newcomer asks just before the first waiter is woken.
+        if query.args == (0.3,) and not tasks:
+            tasks.append(asyncio.create_task(use("newcomer")))
+
+    one_connection.add_query_logger(newcomer_when_first_ends)
+    first = asyncio.create_task(use("first", 0.3))
+    await asyncio.sleep(0.1)  # the one connection is busy for another 0.2 s
+    waiting = [asyncio.create_task(use(f"waiter {i}")) for i in range(3)]
+    await asyncio.gather(first, *waiting)
+    await asyncio.gather(*tasks)
+    assert served == ["first", "waiter 0", "waiter 1", "waiter 2", "newcomer"]
 
 
 async def test_a_lost_connection_is_an_operational_error_and_is_replaced(
     numbers: Database,
 ) -> None:
-    """The server ends the pooled connection (restart, failover): 503 for one read, then fine."""
-    async with numbers.engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        pid = driver.get_server_pid()
-    async with numbers.transaction() as session:  # the same, only pooled connection
-        await session.execute(text("SELECT 1"))
+    """The server ends the pooled connection (restart, failover): 503 for that read, then fine."""
+    backend = await numbers.fetch_row("SELECT pg_backend_pid()")  # the driver pool's only one
+    assert backend is not None
+    pid = backend[0]
+    running = asyncio.create_task(numbers.fetch_row("SELECT pg_sleep(30)"))
     terminator = Database(ServiceSettings(database_url=numbers.engine.url.render_as_string(False)))
     try:
         async with terminator.transaction() as session:
+            sleeping = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND query LIKE '%pg_sleep%'"
+            )
+
+            async def statement_runs() -> bool:
+                return bool(await session.scalar(sleeping, {"pid": pid}))
+
+            await eventually(statement_runs, "the statement runs on the server")
             await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     finally:
         await terminator.dispose()
     with pytest.raises(OperationalError):
-        await numbers.fetch_one(NUMBERS_FROM, lowest=1)
+        await running
     row = await numbers.fetch_one(NUMBERS_FROM, lowest=1)  # a new connection
     assert row is not None and row.word == "one"
+    replaced = await numbers.fetch_row("SELECT pg_backend_pid()")
+    assert replaced is not None and replaced[0] != pid

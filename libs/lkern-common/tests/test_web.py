@@ -4,8 +4,8 @@ FILE: test_web.py
 PATH: /libs/lkern-common/tests/test_web.py
 DESCRIPTION: The shared REST pieces against hostile input: text, unknown fields, strict types,
              body size, bad JSON, 500s, 405/HEAD, the OpenAPI additions
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 09:55:00
 ================================================================
 
 A small app built by ``create_web_app`` (the services' factory) with a test router; no
@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Response
 
 from lkern_common.auth import CONTACTS_READ, CONTACTS_WRITE
 from lkern_common.logging_setup import RequestIdFilter
-from lkern_common.settings import ServiceSettings
+from lkern_common.settings import WEB_UI_ORIGIN, ServiceSettings
 from lkern_common.web.app_factory import create_web_app
 from lkern_common.web.inputs import Email, Flag, Id, InputModel, Text, omittable
 from lkern_common.web.routing import ApiRoute
@@ -191,6 +191,22 @@ async def test_body_over_the_limit_is_413_before_the_route_runs(
     assert response.json() == {"detail": f"Request body is larger than {LIMIT} bytes"}
     assert response.headers["X-Request-ID"] == "big-1"
     assert ran == []
+
+
+async def test_cross_origin_answers_carry_cors_headers_even_an_early_413(
+    client: httpx.AsyncClient,
+) -> None:
+    # CORS is entered only by requests with an Origin (EdgeMiddleware), the early 413 included:
+    # without the headers the web UI would see a CORS failure instead of the 413's message.
+    origin = {"Origin": WEB_UI_ORIGIN}
+    answered = await client.get("/api/v1/things/7", headers=origin)
+    assert answered.headers["access-control-allow-origin"] == WEB_UI_ORIGIN
+    assert "x-request-id" in answered.headers["access-control-expose-headers"].lower()
+    too_large = await client.post("/api/v1/things/", json={"name": "x" * LIMIT}, headers=origin)
+    assert too_large.status_code == 413
+    assert too_large.headers["access-control-allow-origin"] == WEB_UI_ORIGIN
+    same_origin = await client.get("/api/v1/things/7")
+    assert "access-control-allow-origin" not in same_origin.headers
 
 
 async def test_chunked_body_is_cut_off_while_it_arrives(client: httpx.AsyncClient) -> None:

@@ -3,8 +3,8 @@
 FILE: test_metrics.py
 PATH: /services/lkms101-contacts/tests/test_metrics.py
 DESCRIPTION: /metrics of the contacts app in-process: route templates, statuses, outbox, pool
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:30:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 10:30:00
 ================================================================
 
 The app runs in the test process, so its figures are the process's own (no multiprocess
@@ -13,6 +13,7 @@ accumulate over the test session, so each test compares before and after its own
 """
 
 # === IMPORTS ===
+import asyncio
 import re
 
 import httpx
@@ -51,19 +52,41 @@ def value(
 async def test_pool_connections_in_use_follow_checkouts(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    idle = value(await scrape(client), "lkern_db_pool_connections_in_use")
+    in_use = "lkern_db_pool_connections_in_use"
+    before = await scrape(client)
+    idle = value(before, in_use, pool="orm")
     async with db.transaction() as session:
         await session.execute(text("SELECT 1"))
-        held = value(await scrape(client), "lkern_db_pool_connections_in_use")
+        held = value(await scrape(client), in_use, pool="orm")
     assert held == idle + 1
-    assert value(await scrape(client), "lkern_db_pool_connections_in_use") == idle
+    assert value(await scrape(client), in_use, pool="orm") == idle
+    # The driver pool's statements (hot reads): one connection while the statement runs.
+    statement = asyncio.create_task(db.fetch_row("SELECT pg_sleep(0.5)"))
+
+    async def driver_connection_held() -> bool:
+        return value(await scrape(client), in_use, pool="driver") == 1
+
+    await eventually(driver_connection_held, "the driver pool counts its connection in use")
+    await statement
+    assert value(await scrape(client), in_use, pool="driver") == 0
+
+    async def waits_timed() -> bool:
+        waits, now = "lkern_db_pool_wait_seconds_count", await scrape(client)
+        return all(
+            value(now, waits, pool=pool) > value(before, waits, pool=pool)
+            for pool in ("orm", "driver")
+        )
+
+    # Tallied and written once a second (lkern_common.metrics.buffer).
+    await eventually(waits_timed, "both pools' waits for a connection are timed")
 
 
 async def test_metrics_is_public_and_in_the_prometheus_format(
     anonymous_client: httpx.AsyncClient,
 ) -> None:
     samples = await scrape(anonymous_client)
-    assert value(samples, "lkern_db_pool_size") == 10
+    assert value(samples, "lkern_db_pool_size", pool="orm") == 10
+    assert value(samples, "lkern_db_pool_size", pool="driver") == 10
     assert any(name == "process_resident_memory_bytes" for name, _ in samples)
 
 
@@ -125,6 +148,3 @@ async def test_outbox_figures_follow_the_relay(client: httpx.AsyncClient) -> Non
     after = await scrape(client)
     assert value(after, "lkern_outbox_relay_leader") == 1
     assert value(after, "lkern_outbox_oldest_pending_age_seconds") == 0
-    assert value(after, "lkern_db_pool_wait_seconds_count") > value(
-        before, "lkern_db_pool_wait_seconds_count"
-    )

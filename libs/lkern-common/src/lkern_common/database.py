@@ -2,9 +2,9 @@
 ================================================================
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
-DESCRIPTION: Declarative base, async engine, sessions and direct reads shared by every service
-VERSION: v1.3.0
-UPDATED: 2026-12-02 07:00:00
+DESCRIPTION: Declarative base, engine, sessions, asyncpg's pool for hot statements (all services)
+VERSION: v1.4.0
+UPDATED: 2026-12-02 10:05:00
 ================================================================
 """
 
@@ -14,8 +14,8 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import Any, cast
 
 import asyncpg
@@ -88,6 +88,11 @@ UNREACHABLE_ERRNOS = frozenset(
         errno.EPIPE,
     }
 )
+
+# How long dispose() lets statements still running on the driver pool finish.
+DRIVER_POOL_CLOSE_TIMEOUT_S = 5.0
+DRIVER_POOL_IN_USE = DB_POOL_IN_USE.labels("driver")
+CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *CONNECTION_LOST_ERRORS)
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
@@ -184,8 +189,8 @@ class Query:
     """
     A SQLAlchemy Core SELECT compiled once into the SQL text and parameter order asyncpg takes.
 
-    Hot reads (a contact by id, contacts by ids, a page) run it on the driver connection of a
-    pooled connection. SQLAlchemy's execution layer (greenlet hops, cursor adaptation, result
+    Hot reads (a key lookup, a page) run it on the driver pool (``Database.fetch_one`` /
+    ``fetch_all``). SQLAlchemy's execution layer (greenlet hops, cursor adaptation, result
     objects) costs ~0.25 ms per statement here, several times PostgreSQL's own work for a key
     lookup (docs/performance.md); the statement itself is still written with SQLAlchemy, and
     asyncpg prepares it once per connection. Parameters are plain values asyncpg knows (ints,
@@ -202,19 +207,60 @@ class Query:
         return [values[name] for name in self._compiled.positiontup or ()]
 
 
-# === POOL METRICS ===
+# === FAIR GATES ===
 class _TimedGate(asyncio.Semaphore):
     """The FIFO gate, timing each wait for a slot (``lkern_db_pool_wait_seconds``)."""
+
+    def __init__(self, slots: int, pool: str) -> None:
+        super().__init__(slots)
+        self._labels = (pool,)
 
     async def __aenter__(self) -> None:
         started = time.perf_counter()
         await self.acquire()
-        DB_POOL_WAIT_SECONDS_TALLY.observe((), time.perf_counter() - started)
+        DB_POOL_WAIT_SECONDS_TALLY.observe(self._labels, time.perf_counter() - started)
+
+
+class _FairGate:
+    """
+    A FIFO gate of ``slots`` in front of a pool, one per event loop (tests may use several).
+    A pool's own wait queue is not fair: a connection handed back goes to whoever asks first,
+    often a request that has just arrived, while one that has waited for seconds waits on (a
+    waiter woken too late finds the queue empty and goes to its end). Through the gate every
+    caller waits its turn, and the pool never has to queue.
+    """
+
+    def __init__(self, slots: int, pool: str) -> None:
+        self.slots = slots
+        self.pool = pool  # the metrics' label
+        self._gate: _TimedGate | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        DB_POOL_SIZE.labels(pool).set(slots)
+
+    def __call__(self) -> _TimedGate:
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._loop is not loop:
+            self._gate, self._loop = _TimedGate(self.slots, self.pool), loop
+        return self._gate
+
+
+def _close_quietly(connection: asyncpg.Connection) -> None:
+    """Close a driver connection at once, unless the pool dropped it already (it was closed)."""
+    with suppress(asyncpg.InterfaceError):
+        connection.terminate()
+
+
+async def _leave_session_as_is(_connection: asyncpg.Connection) -> None:
+    """
+    The driver pool's reset on release: nothing to send. Its statements autocommit one by one
+    and change no session state (no SET, LISTEN or advisory lock), while asyncpg's default
+    reset is one more round trip per statement (an open transaction is still rolled back).
+    """
 
 
 def _count_checkouts(engine: AsyncEngine) -> None:
     """Keep ``lkern_db_pool_connections_in_use`` with the pool's checkouts and checkins."""
-    in_use = DB_POOL_IN_USE
+    in_use = DB_POOL_IN_USE.labels("orm")
 
     def checked_out(*_: Any) -> None:
         in_use.inc()
@@ -229,15 +275,16 @@ def _count_checkouts(engine: AsyncEngine) -> None:
 # === DATABASE ===
 class Database:
     """
-    One engine (connection pool) per process and its session factory. The app's lifespan
-    creates it and disposes it; REST routes, gRPC servicers, the outbox relay and Kafka
-    consumers all share it.
+    The database of a service in one process: SQLAlchemy's engine (connection pool) and its
+    session factory for the ORM, and asyncpg's own pool for the hot statements that need no
+    ORM (:meth:`fetch_row` / :meth:`fetch_rows`: reads, the one-statement create). The app's
+    lifespan creates it and disposes it; REST routes, gRPC servicers, the outbox relay and
+    Kafka consumers all share it.
 
-    Sessions take a slot of a FIFO gate before they take a pooled connection: the pool's own
-    wait queue is not fair (a connection handed back goes to whoever asks first, often a request
-    that has just arrived, while one that has waited for seconds waits on), so under a burst
-    of more requests than connections some requests stalled for seconds. With the gate every
-    request waits its turn, and the pool never has to queue.
+    Each pool has a FIFO gate in front of it (:class:`_FairGate`): under a burst of more
+    requests than connections every request waits its turn instead of some stalling for
+    seconds. The driver pool skips SQLAlchemy's checkout, events and adaptation and asyncpg's
+    reset statement: a key lookup costs about half the CPU (docs/performance.md).
     """
 
     def __init__(self, settings: ServiceSettings) -> None:
@@ -252,23 +299,19 @@ class Database:
         )
         # A span per statement while tracing is on (lkern_common.tracing; no-op when off).
         instrument_engine(self.engine)
-        self._slots = settings.db_pool_size + settings.db_max_overflow
-        DB_POOL_SIZE.set(self._slots)
+        self._fair_gate = _FairGate(settings.db_pool_size + settings.db_max_overflow, "orm")
+        self._driver_gate = _FairGate(settings.db_driver_pool_size, "driver")
         _count_checkouts(self.engine)
-        self._gate: asyncio.Semaphore | None = None
-        self._gate_loop: asyncio.AbstractEventLoop | None = None
+        self._driver_settings = settings
+        self._driver_pool: asyncpg.Pool | None = None
+        self._driver_loop: asyncio.AbstractEventLoop | None = None
+        self._driver_lock = asyncio.Lock()
+        self._query_loggers: list[Callable[[Any], None]] = []
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Same pool; each statement commits on its own (asyncpg then sends no BEGIN / COMMIT).
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
-
-    def _fair_gate(self) -> asyncio.Semaphore:
-        """The gate of the running event loop (one per loop: tests may use several)."""
-        loop = asyncio.get_running_loop()
-        if self._gate is None or self._gate_loop is not loop:
-            self._gate, self._gate_loop = _TimedGate(self._slots), loop
-        return self._gate
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -289,7 +332,7 @@ class Database:
 
     async def fetch_one(self, query: Query, **params: Any) -> Record | None:
         """The first row of a read (autocommit, no ORM), or None."""
-        async with self._driver_connection(query) as connection:
+        async with self._driver_connection(query.sql) as connection:
             row: Record | None = await connection.fetchrow(
                 query.sql, *query.arguments(params), record_class=Record
             )
@@ -297,7 +340,7 @@ class Database:
 
     async def fetch_all(self, query: Query, **params: Any) -> list[Record]:
         """Every row of a read (autocommit, no ORM)."""
-        async with self._driver_connection(query) as connection:
+        async with self._driver_connection(query.sql) as connection:
             rows: list[Record] = await connection.fetch(
                 query.sql, *query.arguments(params), record_class=Record
             )
@@ -315,22 +358,63 @@ class Database:
             rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
             return rows
 
+    def add_query_logger(self, log: Callable[[Any], None]) -> None:
+        """Call ``log`` with asyncpg's LoggedQuery of every statement of the driver pool."""
+        self._query_loggers.append(log)
+
+    def remove_query_logger(self, log: Callable[[Any], None]) -> None:
+        self._query_loggers.remove(log)
+
     @asynccontextmanager
-    async def _driver_connection(self, query: Query | str) -> AsyncIterator[asyncpg.Connection]:
+    async def _driver_connection(self, sql: str) -> AsyncIterator[asyncpg.Connection]:
         """
-        The asyncpg connection of a pooled connection, taken through the same gate and pool as
-        sessions. No transaction is begun: each statement commits on its own. A connection that
-        turns out to be gone is invalidated (the pool opens a new one) and the error re-raised
-        as SQLAlchemy's OperationalError, as the session path does.
+        A connection of the driver pool, taken through its gate. No transaction is begun: each
+        statement commits on its own. A connection that turns out to be gone is closed (the
+        pool opens a new one) and the error re-raised as SQLAlchemy's OperationalError, the
+        error the session path raises (REST answers 503).
         """
-        async with self._fair_gate(), self.engine.connect() as connection:
-            pooled = await connection.get_raw_connection()
+        pool = await self._pool_of_this_loop()
+        async with self._driver_gate(), pool.acquire() as connection:
+            DRIVER_POOL_IN_USE.inc()
+            loggers = tuple(self._query_loggers)
+            for log in loggers:
+                connection.add_query_logger(log)
             try:
-                yield pooled.driver_connection
+                yield connection
             except CONNECTION_LOST_ERRORS as error:
-                await connection.invalidate(error)
-                sql = query if isinstance(query, str) else query.sql
+                _close_quietly(connection)
                 raise sa_exc.OperationalError(sql, None, error) from error
+            finally:
+                DRIVER_POOL_IN_USE.dec()
+                with suppress(asyncpg.InterfaceError):  # closed: the pool dropped it already
+                    for log in loggers:
+                        connection.remove_query_logger(log)
+
+    async def _pool_of_this_loop(self) -> asyncpg.Pool:
+        """The driver pool, made at first use (no connection opened until one is needed)."""
+        loop = asyncio.get_running_loop()
+        if self._driver_pool is not None and self._driver_loop is loop:
+            return self._driver_pool
+        if self._driver_loop is not loop:
+            self._driver_lock = asyncio.Lock()  # a lock of the previous loop cannot be awaited
+        async with self._driver_lock:
+            if self._driver_pool is None or self._driver_loop is not loop:
+                self._driver_pool = await self._create_driver_pool()
+                self._driver_loop = loop
+        return self._driver_pool
+
+    async def _create_driver_pool(self) -> asyncpg.Pool:
+        settings = self._driver_settings
+        url = self.engine.url.set(drivername="postgresql")
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            url.render_as_string(hide_password=False),
+            min_size=0,
+            max_size=settings.db_driver_pool_size,
+            max_inactive_connection_lifetime=settings.db_pool_recycle_seconds,
+            reset=_leave_session_as_is,
+            server_settings={"application_name": settings.service_name},
+        )
+        return pool
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -343,5 +427,11 @@ class Database:
             return False
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection of both pools."""
+        pool, self._driver_pool = self._driver_pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), DRIVER_POOL_CLOSE_TIMEOUT_S)
+            except CLOSE_ERRORS:
+                pool.terminate()  # a statement still running, or the server already gone
         await self.engine.dispose()

@@ -242,6 +242,13 @@ class ServiceSettings(BaseSettings):
     # (docs/performance.md): none by default.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    db_driver_pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Connections of asyncpg's own pool, which runs the hot reads and the create "
+        "statements without SQLAlchemy (Database.fetch_row / fetch_rows): a second pool beside "
+        "DB_POOL_SIZE's, so each worker may hold both",
+    )
     # The standard's sample pings every checkout; that costs one extra round trip per request.
     # We leave it off and let the pool recycle/invalidate broken connections instead.
     db_pool_pre_ping: bool = False

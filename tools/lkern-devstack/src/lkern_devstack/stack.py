@@ -43,6 +43,13 @@ from lkern_devstack.supervisor import (
 logger = logging.getLogger(__name__)
 
 
+# === CONSTANTS ===
+# Each worker of each service keeps two pools (SQLAlchemy's and asyncpg's for hot reads, each
+# DB_POOL_SIZE / DB_DRIVER_POOL_SIZE), one worker per core: PostgreSQL's default of 100
+# connections is too few on a machine with several cores (docs/performance.md).
+LOCAL_POSTGRES_SETTINGS = {"max_connections": "300"}
+
+
 # === SETTINGS ===
 class StackSettings(BaseSettings):
     """
@@ -301,7 +308,10 @@ class LocalStack:
             return
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = EmbeddedPostgres(
-            self._postgres_dir(), self.settings.postgres_port, self.settings.host
+            self._postgres_dir(),
+            self.settings.postgres_port,
+            self.settings.host,
+            server_settings=LOCAL_POSTGRES_SETTINGS,
         )
         self.postgres.start()
         self._stops.append(("PostgreSQL", self.postgres.stop))

@@ -247,11 +247,12 @@ class JwksServer:
 @contextlib.asynccontextmanager
 async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
     """
-    The SQL text of the statements ``db``'s pooled connections send through asyncpg's query
-    API while the block runs: every direct read (``Database.fetch_one`` / ``fetch_all``), the
-    simple statements of transactions (BEGIN, COMMIT), and asyncpg's own catalog queries (made
-    once per connection). Statements SQLAlchemy runs as prepared statements are not included.
-    For tests that count the queries of a use case.
+    The SQL text of the statements ``db`` sends through asyncpg's query API while the block
+    runs: every statement of the driver pool (``Database.fetch_row`` / ``fetch_rows`` /
+    ``fetch_one`` / ``fetch_all``), and on SQLAlchemy's pool the simple statements of
+    transactions (BEGIN, COMMIT) and asyncpg's own catalog queries (made once per connection);
+    statements SQLAlchemy runs as prepared statements are not included. For tests that count
+    the queries of a use case.
     """
     queries: list[str] = []
     logged: list[Any] = []
@@ -266,9 +267,11 @@ async def recorded_queries(db: Database) -> AsyncIterator[list[str]]:
             logged.append(driver)
 
     sa_event.listen(db.engine.sync_engine, "checkout", on_checkout)
+    db.add_query_logger(log)
     try:
         yield queries
     finally:
+        db.remove_query_logger(log)
         sa_event.remove(db.engine.sync_engine, "checkout", on_checkout)
         for driver in logged:
             driver.remove_query_logger(log)

@@ -111,19 +111,25 @@ GRPC_CLIENT_SECONDS = Histogram(
 )
 
 # === DATABASE POOL (lkern_common.database) ===
+# Two pools per worker (lkern_common.database): "orm" (SQLAlchemy's: sessions, transactions)
+# and "driver" (asyncpg's own: hot reads and one-statement writes).
 DB_POOL_SIZE = Gauge(
     "lkern_db_pool_size",
-    "Most pooled database connections (DB_POOL_SIZE + DB_MAX_OVERFLOW), summed over workers",
+    "Most pooled database connections (orm: DB_POOL_SIZE + DB_MAX_OVERFLOW, driver: "
+    "DB_DRIVER_POOL_SIZE), summed over workers",
+    ["pool"],
     multiprocess_mode="livesum",
 )
 DB_POOL_IN_USE = Gauge(
     "lkern_db_pool_connections_in_use",
     "Pooled database connections checked out now, summed over workers",
+    ["pool"],
     multiprocess_mode="livesum",
 )
 DB_POOL_WAIT_SECONDS = Histogram(
     "lkern_db_pool_wait_seconds",
-    "Time a session or read waited for a free pooled connection (the FIFO gate)",
+    "Time a session or statement waited for a free pooled connection (the FIFO gate)",
+    ["pool"],
     buckets=WAIT_BUCKETS,
 )
 

@@ -2,9 +2,9 @@
 ================================================================
 FILE: http.py
 PATH: /libs/lkern-common/src/lkern_common/metrics/http.py
-DESCRIPTION: Counts HTTP requests by route template and times them (for RequestIdMiddleware)
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:00:00
+DESCRIPTION: Counts HTTP requests by route template and times them (for EdgeMiddleware)
+VERSION: v1.1.0
+UPDATED: 2026-12-02 09:50:00
 ================================================================
 
 The route label is the full template of the route that answered
@@ -16,8 +16,8 @@ a CORS preflight, the docs' static files) is ``unmatched``. The raw path is neve
 label: ids would make a new time series per contact. Methods outside the usual ones are
 ``other``, so a client cannot create series either.
 
-Cheap on purpose (it runs on every request): ``RequestIdMiddleware`` (lkern_common.web.
-middleware), the outermost middleware, already times each request and sees its status, so it
+Cheap on purpose (it runs on every request): ``EdgeMiddleware`` (lkern_common.web.
+middleware), the only middleware, already times each request and sees its status, so it
 calls ``HttpMetrics.record`` at its end instead of another middleware layer wrapping every
 request (a layer cost as much again); the count and the time go to the tallies of
 lkern_common.metrics.buffer (plain dictionaries, written to the metrics once a second).
@@ -76,10 +76,3 @@ class HttpMetrics:
             path = getattr(route, "path", None)
             template = path if isinstance(path, str) and path else UNMATCHED_ROUTE
         return template
-
-
-def copy_route(inner_scope: Scope, outer_scope: Scope) -> None:
-    """Hand the matched route of a copied scope back to the outer one (see HeadAsGetMiddleware)."""
-    route: Any = inner_scope.get("route")
-    if route is not None:
-        outer_scope["route"] = route

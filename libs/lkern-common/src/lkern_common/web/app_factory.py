@@ -3,8 +3,8 @@
 FILE: app_factory.py
 PATH: /libs/lkern-common/src/lkern_common/web/app_factory.py
 DESCRIPTION: Builds a service's FastAPI app the same way for every service
-VERSION: v1.4.0
-UPDATED: 2026-12-02 07:00:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 09:45:00
 ================================================================
 """
 
@@ -12,11 +12,13 @@ UPDATED: 2026-12-02 07:00:00
 import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 
 from lkern_common.auth import TokenVerifier
@@ -35,14 +37,13 @@ from lkern_common.web.health import (
     add_readiness_check,
     health_router,
 )
-from lkern_common.web.middleware import (
-    BodyLimitMiddleware,
-    HeadAsGetMiddleware,
-    RequestIdMiddleware,
-)
+from lkern_common.web.middleware import EdgeMiddleware
 from lkern_common.web.openapi import complete_openapi
 from lkern_common.web.routing import ApiRoute
 from lkern_common.web.security import AUTH_RESPONSES, check_routes
+
+# === CONSTANTS ===
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 # === TYPES ===
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -169,15 +170,17 @@ def create_web_app(
         description=description,
         docs_url="/docs",
         redoc_url="/redoc",
+        # FastAPI's own OpenTelemetry is off: our tracing instruments the app when OTEL_* asks
+        # (one span per request, not two), metrics are Prometheus', and it would otherwise
+        # look up three providers on every request (docs/performance.md).
+        telemetry=NO_NATIVE_TELEMETRY,
         lifespan=_freezing_gc(
             _with_verifier(_with_log_level_watcher(lifespan, settings), verifier)
         ),
     )
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)
-    app.add_middleware(HeadAsGetMiddleware)
     app.state.token_verifier = verifier
     add_readiness_check(app, "auth", _keys_check(verifier))
-    app.add_middleware(
+    cors = partial(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,
@@ -194,10 +197,12 @@ def create_web_app(
             REPLAYED_HEADER,
         ],
     )
-    # Added last so it is outermost: even CORS preflights and errors carry the request id, and
-    # it counts and times every request for the metrics (docs/observability.md).
+    # The only middleware: request id, access log, metrics, last-resort 500, HEAD, body limit,
+    # and CORS for requests with an Origin (lkern_common.web.middleware; docs/observability.md).
     app.add_middleware(
-        RequestIdMiddleware,
+        EdgeMiddleware,
+        cors=cors,
+        max_body_bytes=settings.http_max_body_bytes,
         log_requests=settings.log_requests,
         log_requests_sample=settings.log_requests_sample,
     )

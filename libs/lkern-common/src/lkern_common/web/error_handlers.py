@@ -3,8 +3,8 @@
 FILE: error_handlers.py
 PATH: /libs/lkern-common/src/lkern_common/web/error_handlers.py
 DESCRIPTION: One error contract for REST: domain errors and unexpected errors as JSON
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:05:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 09:50:00
 ================================================================
 """
 
@@ -133,7 +133,7 @@ async def method_not_allowed_handler(request: Request, exc: Exception) -> JSONRe
         if pattern.match(request.url.path):
             allowed |= methods
     if "GET" in allowed:
-        allowed.add("HEAD")  # HeadAsGetMiddleware answers it
+        allowed.add("HEAD")  # EdgeMiddleware answers it like GET
     headers = {"Allow": ", ".join(sorted(allowed))} if allowed else exc.headers
     return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"}, headers=headers)
 
@@ -158,7 +158,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
     """
     An error of the database layer: 503 with ``Retry-After`` when it means the database is not
     available right now (``lkern_common.database.is_database_unavailable``); anything else is a
-    bug, re-raised to RequestIdMiddleware (500, logged once with its stack trace).
+    bug, re-raised to EdgeMiddleware (500, logged once with its stack trace).
     """
     if not is_database_unavailable(exc):
         raise exc
@@ -185,5 +185,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(405, method_not_allowed_handler)
     for error_type in DATABASE_ERROR_TYPES:
         app.add_exception_handler(error_type, database_error_handler)
-    # An unexpected exception is the last resort of RequestIdMiddleware (logged once, with the
+    # An unexpected exception is the last resort of EdgeMiddleware (logged once, with the
     # request id, answered 500 with X-Request-ID), not an exception handler here.
