@@ -3,8 +3,8 @@
 FILE: run.py
 PATH: /bench/run.py
 DESCRIPTION: make bench: starts a stack, seeds it, measures everything, prints one table + JSON
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:05:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 10:20:00
 ================================================================
 
 Usage (from the repository root; docs/performance.md explains every figure):
@@ -321,7 +321,11 @@ def _rest_budget(
     if c == 64:
         if name in GET_SCENARIOS:
             p99 = BUDGET.get_p99_ms_c64
-            return f"0 errors, p99 ≤ {p99:.0f} ms", result.errors == 0 and result.p99_ms <= p99
+            line = f"0 errors, p99 ≤ {p99:.0f} ms"
+            if limit is not None and limit.latency_ms > p99:
+                # Stated, still judged: PostgreSQL's own statement takes longer on average.
+                line += f" (pgbench alone: avg {limit.latency_ms:.0f} ms)"
+            return line, result.errors == 0 and result.p99_ms <= p99
         return "0 errors", result.errors == 0
     if c == 256:
         factor = BUDGET.p99_over_p50_c256

@@ -70,7 +70,8 @@ LEFT_AT_DEFAULT: dict[str, str] = {
     "SERVICE_NAME": "each service's default is its own name",
     "SERVICE_VERSION": "the code's version",
     "LOG_REQUESTS": "one access line per request is wanted in containers too",
-    "LOG_REQUESTS_SAMPLE": "1.0: every request's line (failed ones are always logged)",
+    "LOG_REQUESTS_SAMPLE": "0.1 of the fast successful requests; failed and slow ones always",
+    "LOG_SLOW_REQUEST_MS": "500 ms: a slower request always gets its access line",
     "LOG_FORMAT": "text, as the standard shows (json for a log collector: docs/observability.md)",
     "LOG_LEVEL_POLL_SECONDS": "a level set with PUT /config/log-level reaches every replica in 2 s",
     # HTTP / gRPC

@@ -52,6 +52,7 @@ def traced_stack(receiver: OtlpReceiver) -> Iterator[RunningStack]:
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
         OTEL_BSP_SCHEDULE_DELAY="200",
         LOG_FORMAT="json",
+        LOG_REQUESTS_SAMPLE="1",  # every access line (by default successful ones are sampled)
         HTTP_WORKERS=str(WORKERS),
         LOG_LEVEL_POLL_SECONDS="1",
     ) as running:

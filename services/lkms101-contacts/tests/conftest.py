@@ -92,6 +92,8 @@ def settings(test_database: TestDatabase, kafka_broker: LocalBroker, dev_pki: De
         kafka_request_timeout_ms=5000,
         outbox_retry_backoff_max_seconds=1.0,
         outbox_standby_retry_seconds=0.5,
+        # Every request's access line (tests read them; the default samples successful ones).
+        log_requests_sample=1.0,
     )
 
 

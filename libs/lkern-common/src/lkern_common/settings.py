@@ -112,11 +112,17 @@ class ServiceSettings(BaseSettings):
         default=True, description="Log one INFO line per HTTP request (method, path, status, ms)"
     )
     log_requests_sample: float = Field(
-        default=1.0,
+        default=0.1,
         ge=0.0,
         le=1.0,
-        description="Share of successful requests (status < 400) that get an access line; "
-        "failed ones always do. Below 1 it saves the line's cost under heavy load",
+        description="Share of successful, fast requests that get an access line; failed "
+        "(status >= 400) and slow ones always do. 1 logs every request; the line costs about "
+        "a tenth of a key lookup's CPU (docs/performance.md), /metrics counts every request",
+    )
+    log_slow_request_ms: float = Field(
+        default=500.0,
+        gt=0,
+        description="A request that takes at least this long always gets its access line",
     )
 
     # --- HTTP ---

@@ -205,15 +205,20 @@ def create_web_app(
         max_body_bytes=settings.http_max_body_bytes,
         log_requests=settings.log_requests,
         log_requests_sample=settings.log_requests_sample,
+        log_slow_request_ms=settings.log_slow_request_ms,
     )
     install_error_handlers(app)
     install_conditional_requests(app, require_if_match=settings.require_if_match)
     install_idempotency(app, settings)
+    docs_routes = list(app.router.routes)  # FastAPI's own: /openapi.json, /docs, /redoc, assets
+    for router in routers:
+        app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
     app.include_router(health_router(settings))
     app.include_router(log_level.router)  # GET/PUT /config/log-level (lkern:admin)
     app.include_router(metrics_router())
-    for router in routers:
-        app.include_router(router, prefix=api_prefix, responses=AUTH_RESPONSES)
+    # The API's routes are tried first: a request is matched against the routes in order, and
+    # each one passed costs a match, twice (FastAPI matches, then matches again to handle).
+    app.router.routes[:] = [r for r in app.router.routes if r not in docs_routes] + docs_routes
     check_routes(app)
     complete_openapi(app, api_prefix)
     # A SERVER span per request around the whole stack while tracing is on (docs/observability.md).

@@ -63,7 +63,8 @@ class EdgeMiddleware:
     - **Request id**: ``X-Request-ID`` from the request (or a new one) is bound to the context,
       so every log line of the request carries it, and returned on the response.
     - **Access log**: one line per request when ``log_requests`` is on: every failed one
-      (status ≥ 400), and of the successful ones the share ``log_requests_sample``.
+      (status ≥ 400) and every slow one (``log_slow_request_ms``), and of the others the
+      share ``log_requests_sample`` (the metrics count every request).
     - **Metrics**: the request counted and timed (``HttpMetrics``) under its route template.
     - **Last resort**: an exception nothing else handled is logged once, with its stack trace
       and the request id, and answered with a generic 500 (a database that is away: the
@@ -88,6 +89,7 @@ class EdgeMiddleware:
         max_body_bytes: int,
         log_requests: bool = True,
         log_requests_sample: float = 1.0,
+        log_slow_request_ms: float = 500.0,
     ) -> None:
         self.app = app
         self.cors_app = cors(app)
@@ -96,12 +98,15 @@ class EdgeMiddleware:
         self.cors_too_large = cors(self._too_large)
         self.log_requests = log_requests
         self.sample = log_requests_sample
+        self.slow_s = log_slow_request_ms / 1000
         self.metrics = HttpMetrics()
 
-    def _logs(self, status_code: int) -> bool:
+    def _logs(self, status_code: int, seconds: float) -> bool:
         if not self.log_requests or not logger.isEnabledFor(logging.INFO):
             return False
-        return status_code >= 400 or self.sample >= 1.0 or random.random() < self.sample
+        if status_code >= 400 or seconds >= self.slow_s or self.sample >= 1.0:
+            return True
+        return random.random() < self.sample
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,7 +152,7 @@ class EdgeMiddleware:
                 scope["route"] = app_scope["route"]  # a HEAD counts under its route template
             elapsed = time.perf_counter() - started
             self.metrics.record(scope, status_code, elapsed)
-            if self._logs(status_code):
+            if self._logs(status_code, elapsed):
                 logger.info(
                     "%s %s -> %s (%.1f ms)",
                     method,
