@@ -347,21 +347,32 @@ def test_a_router_without_the_shared_route_class_is_refused() -> None:
 
 
 # === ACCESS LOG SAMPLING ===
-async def test_a_sampled_access_log_keeps_every_failed_request(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    settings = ServiceSettings(log_requests_sample=0.0, **TOKENS.settings())
+async def access_lines(
+    caplog: pytest.LogCaptureFixture, paths: dict[str, int], **settings: Any
+) -> list[str]:
+    """The access lines an app with ``settings`` logs for GETs of ``paths`` (path → status)."""
     app = create_web_app(
-        settings, title="t", description="d", lifespan=no_resources, routers=[router]
+        ServiceSettings(**settings, **TOKENS.settings()),
+        title="t",
+        description="d",
+        lifespan=no_resources,
+        routers=[router],
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with caplog.at_level(logging.INFO, logger="lkern.access"):
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=TOKENS.bearer()
         ) as http_client:
-            assert (await http_client.get("/api/v1/things/7")).status_code == 200
-            assert (await http_client.get("/api/v1/things/x")).status_code == 422
-    lines = [record.getMessage() for record in caplog.records if record.name == "lkern.access"]
+            for path, status in paths.items():
+                assert (await http_client.get(path)).status_code == status
+    return [record.getMessage() for record in caplog.records if record.name == "lkern.access"]
+
+
+async def test_a_sampled_access_log_keeps_every_failed_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    paths = {"/api/v1/things/7": 200, "/api/v1/things/x": 422}
+    lines = await access_lines(caplog, paths, log_requests_sample=0.0)
     assert len(lines) == 1 and "/api/v1/things/x -> 422" in lines[0]
 
 
@@ -369,17 +380,6 @@ async def test_a_slow_request_always_gets_its_access_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Every request here takes longer than 0.001 ms: each is slow, none sampled away.
-    settings = ServiceSettings(
-        log_requests_sample=0.0, log_slow_request_ms=0.001, **TOKENS.settings()
-    )
-    app = create_web_app(
-        settings, title="t", description="d", lifespan=no_resources, routers=[router]
-    )
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    with caplog.at_level(logging.INFO, logger="lkern.access"):
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=TOKENS.bearer()
-        ) as http_client:
-            assert (await http_client.get("/api/v1/things/7")).status_code == 200
-    lines = [record.getMessage() for record in caplog.records if record.name == "lkern.access"]
+    paths = {"/api/v1/things/7": 200}
+    lines = await access_lines(caplog, paths, log_requests_sample=0.0, log_slow_request_ms=0.001)
     assert len(lines) == 1 and "/api/v1/things/7 -> 200" in lines[0]
