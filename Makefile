@@ -27,6 +27,9 @@ $(VENV)/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml tools/*
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv sync --frozen --all-packages
+	@# pip installed uv itself, so uv's cache has no index entry for it; an offline `uv lock`
+	@# (lkern new-service, in the tests) needs one: fetch it while there is a network.
+	$(BIN)/uv lock --dry-run --refresh-package uv
 	@touch $@
 
 # === RUN ===
