@@ -4,7 +4,7 @@ FILE: test_database.py
 PATH: /libs/lkern-common/tests/test_database.py
 DESCRIPTION: Database: sessions served in turn, reads without transaction round trips, direct reads
 VERSION: v1.2.0
-UPDATED: 2026-12-02 10:10:00
+UPDATED: 2026-12-02 10:45:00
 ================================================================
 """
 
@@ -24,6 +24,14 @@ from lkern_devstack.testing import TestDatabase, eventually
 
 # === CONSTANTS ===
 LIB_DIR = Path(__file__).resolve().parents[1]
+
+
+# An advisory lock a test holds in a transaction, so that a statement waiting for it keeps its
+# connection busy for exactly as long as the test wants.
+LOCK_KEY = 4242
+WAITING_FOR_A_LOCK = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+)
 
 
 # === FIXTURES ===
@@ -129,7 +137,8 @@ async def test_fetch_sends_one_statement_no_transaction_and_no_reset(numbers: Da
     numbers.add_query_logger(lambda query: sent.append(query.query))
     assert await numbers.fetch_one(NUMBERS_FROM, lowest=3) is not None
     assert await numbers.fetch_row("SELECT 1") is not None
-    await asyncio.sleep(0)  # asyncpg hands each logged statement over on the next loop turn
+    # asyncpg hands each logged statement over on a later loop turn.
+    await eventually(lambda: len(sent) >= 2, "both statements are logged")
     # No BEGIN / COMMIT, and no reset statement when the connection goes back to the pool.
     assert [query.split()[0] for query in sent] == ["SELECT", "SELECT"]
 
@@ -139,22 +148,32 @@ async def test_direct_statements_are_served_in_the_order_they_asked(
 ) -> None:
     """The driver pool's own queue lets a newcomer overtake a waiter; its gate does not."""
     served: list[str] = []
+    asked: list[str] = []
     tasks: list[asyncio.Task[None]] = []
 
-    async def use(name: str, seconds: float = 0.0) -> None:
-        await one_connection.fetch_row("SELECT pg_sleep($1)", seconds)
+    async def use(name: str, sql: str = "SELECT 1", *arguments: Any) -> None:
+        asked.append(name)  # then, in the same step, it queues at the gate
+        await one_connection.fetch_row(sql, *arguments)
         served.append(name)
 
     def newcomer_when_first_ends(query: Any) -> None:
         # asyncpg calls this in the turn after the first statement ends, before the pool has
         # its connection back: the newcomer asks just before the first waiter is woken.
-        if query.args == (0.3,) and not tasks:
+        if query.args == (LOCK_KEY,) and not tasks:
             tasks.append(asyncio.create_task(use("newcomer")))
 
     one_connection.add_query_logger(newcomer_when_first_ends)
-    first = asyncio.create_task(use("first", 0.3))
-    await asyncio.sleep(0.1)  # the one connection is busy for another 0.2 s
-    waiting = [asyncio.create_task(use(f"waiter {i}")) for i in range(3)]
+    # The first statement holds the driver pool's one connection until the lock is let go.
+    async with one_connection.transaction() as session:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        first = asyncio.create_task(use("first", "SELECT pg_advisory_xact_lock($1)", LOCK_KEY))
+
+        async def first_waits_for_the_lock() -> bool:
+            return bool(await session.scalar(WAITING_FOR_A_LOCK))
+
+        await eventually(first_waits_for_the_lock, "the first statement waits for the lock")
+        waiting = [asyncio.create_task(use(f"waiter {i}")) for i in range(3)]
+        await eventually(lambda: len(asked) == 4, "every waiter queues for the connection")
     await asyncio.gather(first, *waiting)
     await asyncio.gather(*tasks)
     assert served == ["first", "waiter 0", "waiter 1", "waiter 2", "newcomer"]

@@ -4,7 +4,7 @@ FILE: test_metrics.py
 PATH: /services/lkms101-contacts/tests/test_metrics.py
 DESCRIPTION: /metrics of the contacts app in-process: route templates, statuses, outbox, pool
 VERSION: v1.1.0
-UPDATED: 2026-12-02 10:30:00
+UPDATED: 2026-12-02 10:45:00
 ================================================================
 
 The app runs in the test process, so its figures are the process's own (no multiprocess
@@ -60,13 +60,16 @@ async def test_pool_connections_in_use_follow_checkouts(
         held = value(await scrape(client), in_use, pool="orm")
     assert held == idle + 1
     assert value(await scrape(client), in_use, pool="orm") == idle
-    # The driver pool's statements (hot reads): one connection while the statement runs.
-    statement = asyncio.create_task(db.fetch_row("SELECT pg_sleep(0.5)"))
+    # The driver pool's statements (hot reads): one connection while the statement runs, here
+    # until the transaction that holds the lock the statement waits for ends.
+    async with db.transaction() as session:
+        await session.execute(text("SELECT pg_advisory_xact_lock(101)"))
+        statement = asyncio.create_task(db.fetch_row("SELECT pg_advisory_xact_lock(101)"))
 
-    async def driver_connection_held() -> bool:
-        return value(await scrape(client), in_use, pool="driver") == 1
+        async def driver_connection_held() -> bool:
+            return value(await scrape(client), in_use, pool="driver") == 1
 
-    await eventually(driver_connection_held, "the driver pool counts its connection in use")
+        await eventually(driver_connection_held, "the driver pool counts its connection in use")
     await statement
     assert value(await scrape(client), in_use, pool="driver") == 0
 
