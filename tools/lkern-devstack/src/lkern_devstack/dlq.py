@@ -3,8 +3,8 @@
 FILE: dlq.py
 PATH: /tools/lkern-devstack/src/lkern_devstack/dlq.py
 DESCRIPTION: `lkern dlq list` and `lkern dlq replay`: see and re-drive dead-lettered events
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 10:55:00
 ================================================================
 
 Dead letters live on the services' dead-letter topics (``lkern.<service>.dlq``, format in
@@ -56,8 +56,7 @@ from lkern_common.kafka.dead_letter import (
     REASON_HEADER,
     WHOLE,
 )
-from lkern_common.kafka.producer import bootstrap_servers
-from lkern_common.kafka.security import kafka_security_options
+from lkern_common.kafka.security import client_options
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.dev_keys import parse_ttl
 from lkern_devstack.stack import StackSettings
@@ -186,20 +185,11 @@ def kafka_settings(bootstrap: str | None) -> ServiceSettings:
     )
 
 
-def _client_options(settings: ServiceSettings) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap_servers(settings),
-        "client_id": CLIENT_ID,
-        "request_timeout_ms": settings.kafka_request_timeout_ms,
-        **kafka_security_options(settings),
-    }
-
-
 async def dead_letter_topics(settings: ServiceSettings, topic: str | None) -> list[str]:
     """``topic``, or every ``lkern.<service>.dlq`` topic on the broker."""
     if topic:
         return [topic]
-    admin = AIOKafkaAdminClient(**_client_options(settings))
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         return sorted(name for name in await admin.list_topics() if DLQ_TOPIC_PATTERN.match(name))
@@ -229,7 +219,7 @@ async def _read_all(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
 async def read_dead_letters(settings: ServiceSettings, topic: str | None) -> list[_Read]:
     """Every dead letter of the dead-letter topics, oldest first per partition."""
     topics = await dead_letter_topics(settings, topic)
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings))
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
         await consumer.topics()  # metadata of every topic, so their partitions are known
@@ -296,8 +286,8 @@ async def replay(
     if dry_run:
         summary.replayed.extend(entry.coordinates for entry in todo)
         return summary
-    producer = AIOKafkaProducer(acks="all", **_client_options(settings))
-    reader = AIOKafkaConsumer(enable_auto_commit=False, **_client_options(settings))
+    producer = AIOKafkaProducer(acks="all", **client_options(settings))
+    reader = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
     await producer.start()
     await reader.start()
     try:

@@ -3,8 +3,8 @@
 FILE: offsets.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/offsets.py
 DESCRIPTION: Has a consumer group committed offsets on its topics (is its history on this broker)
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:20:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 10:55:00
 ================================================================
 
 A consumer group without a committed offset on any partition of its topics has never read on
@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from lkern_common.kafka.producer import bootstrap_servers
-from lkern_common.kafka.security import kafka_security_options
+from lkern_common.kafka.security import client_options
 from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
@@ -36,12 +35,7 @@ NO_OFFSET = -1
 # === OFFSETS ===
 async def _partitions(settings: ServiceSettings, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of those of ``topics`` the broker has (a missing topic has none)."""
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(settings),
-        client_id=f"{settings.kafka_client_id}-offsets",
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        **kafka_security_options(settings),
-    )
+    reader = AIOKafkaConsumer(**client_options(settings, f"{settings.kafka_client_id}-offsets"))
     try:
         await reader.start()
         existing = await reader.topics()
@@ -65,12 +59,7 @@ async def has_committed_offsets(
     partitions = await _partitions(settings, topics)
     if not partitions:
         return False
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(settings),
-        client_id=f"{settings.kafka_client_id}-admin",
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        **kafka_security_options(settings),
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings, f"{settings.kafka_client_id}-admin"))
     try:
         await admin.start()
         # Partitions named: the broker then needs no "every topic" request (Tansu refuses it).

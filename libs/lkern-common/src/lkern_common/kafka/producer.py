@@ -3,8 +3,8 @@
 FILE: producer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/producer.py
 DESCRIPTION: Kafka producer factory: every service's producer is configured the same way
-VERSION: v1.1.0
-UPDATED: 2026-12-02 02:55:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 10:55:00
 ================================================================
 
 Services do not publish to Kafka directly: they write events to the transactional outbox
@@ -16,14 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from lkern_common.kafka.security import kafka_security_options
+from lkern_common.kafka.security import client_options
 from lkern_common.settings import ServiceSettings
-
-
-# === HELPERS ===
-def bootstrap_servers(settings: ServiceSettings) -> list[str]:
-    """``KAFKA_BOOTSTRAP_SERVERS`` (``host:port[,host:port…]``) as a list."""
-    return [server.strip() for server in settings.kafka_bootstrap_servers.split(",") if server]
 
 
 # === FACTORY ===
@@ -41,12 +35,9 @@ def create_producer(
     ``options`` are passed to :class:`aiokafka.AIOKafkaProducer` as they are.
     """
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers(settings),
-        "client_id": client_id or settings.kafka_client_id,
+        **client_options(settings, client_id),
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
-        "request_timeout_ms": settings.kafka_request_timeout_ms,
-        **kafka_security_options(settings),
     }
     config.update(options)
     return AIOKafkaProducer(**config)

@@ -3,12 +3,13 @@
 FILE: security.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/security.py
 DESCRIPTION: How every Kafka client of a service authenticates: protocol, SASL (SCRAM), TLS
-VERSION: v1.0.0
-UPDATED: 2026-12-02 02:50:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 10:55:00
 ================================================================
 
 One place that turns the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* settings into
-aiokafka arguments; the producer, the consumer and the topic admin all use it. The local broker
+aiokafka arguments (``client_options`` adds the brokers, client id and timeout every client
+shares); the producer, the consumer, the topic admin and `lkern dlq` all use it. The local broker
 speaks PLAINTEXT on 127.0.0.1; production uses SASL_SSL with SCRAM-SHA-512 and a user per
 service, whose ACLs let it write only its own topics (docs/deploy.md).
 """
@@ -22,6 +23,24 @@ from lkern_common.settings import ServiceSettings
 
 
 # === OPTIONS ===
+def bootstrap_servers(settings: ServiceSettings) -> list[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` (``host:port[,host:port…]``) as a list."""
+    return [server.strip() for server in settings.kafka_bootstrap_servers.split(",") if server]
+
+
+def client_options(settings: ServiceSettings, client_id: str | None = None) -> dict[str, Any]:
+    """
+    The arguments every aiokafka client of a service shares: the brokers, its client id
+    (default ``KAFKA_CLIENT_ID``), the request timeout and the security options below.
+    """
+    return {
+        "bootstrap_servers": bootstrap_servers(settings),
+        "client_id": client_id or settings.kafka_client_id,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
+        **kafka_security_options(settings),
+    }
+
+
 def kafka_security_options(settings: ServiceSettings) -> dict[str, Any]:
     """aiokafka client arguments for the configured protocol, SASL credentials and TLS files."""
     protocol = settings.kafka_security_protocol

@@ -3,8 +3,8 @@
 FILE: topics.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/topics.py
 DESCRIPTION: Create a service's Kafka topics when they are missing (partitions from settings)
-VERSION: v1.0.0
-UPDATED: 2026-11-26 15:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 10:55:00
 ================================================================
 """
 
@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from lkern_common.kafka.producer import bootstrap_servers
-from lkern_common.kafka.security import kafka_security_options
+from lkern_common.kafka.security import client_options
 from lkern_common.settings import ServiceSettings
 
 # === LOGGING ===
@@ -42,12 +41,7 @@ async def ensure_topics(
     wanted = list(dict.fromkeys(topics))
     if not wanted:
         return []
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(settings),
-        client_id=f"{settings.kafka_client_id}-admin",
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        **kafka_security_options(settings),
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings, f"{settings.kafka_client_id}-admin"))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
