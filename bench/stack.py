@@ -4,7 +4,7 @@ FILE: stack.py
 PATH: /bench/stack.py
 DESCRIPTION: The stack under test: `lkern up` started by the bench (own folder, free ports) or given
 VERSION: v1.1.0
-UPDATED: 2026-12-02 06:05:00
+UPDATED: 2026-12-02 11:00:00
 ================================================================
 
 The bench runs the real ``lkern up`` (what ``make up`` runs) as a child process, on a data folder
@@ -126,6 +126,18 @@ def listening_pid(port: int) -> int | None:
 
 
 # === STACK STARTED BY THE BENCH ===
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL when it has not ended within STOP_TIMEOUT_S."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class BenchStack:
     """A `lkern up` child process on its own data folder and free ports."""
@@ -223,13 +235,8 @@ class BenchStack:
 
     def stop(self) -> None:
         """SIGTERM to `lkern up` (it stops everything in order); SIGKILL if it hangs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
         if self._log is not None:
             self._log.close()
@@ -293,11 +300,6 @@ class AnchorApp:
         raise RuntimeError("the anchor app did not answer in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
