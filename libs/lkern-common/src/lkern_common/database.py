@@ -4,7 +4,7 @@ FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, engine, sessions, asyncpg's pool for hot statements (all services)
 VERSION: v1.4.0
-UPDATED: 2026-12-02 10:05:00
+UPDATED: 2026-12-02 11:05:00
 ================================================================
 """
 
@@ -306,6 +306,7 @@ class Database:
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_loop: asyncio.AbstractEventLoop | None = None
         self._driver_lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._query_loggers: list[Callable[[Any], None]] = []
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Same pool; each statement commits on its own (asyncpg then sends no BEGIN / COMMIT).
@@ -395,8 +396,8 @@ class Database:
         loop = asyncio.get_running_loop()
         if self._driver_pool is not None and self._driver_loop is loop:
             return self._driver_pool
-        if self._driver_loop is not loop:
-            self._driver_lock = asyncio.Lock()  # a lock of the previous loop cannot be awaited
+        if self._lock_loop is not loop:  # a lock of another loop cannot be awaited in this one
+            self._driver_lock, self._lock_loop = asyncio.Lock(), loop
         async with self._driver_lock:
             if self._driver_pool is None or self._driver_loop is not loop:
                 self._driver_pool = await self._create_driver_pool()
