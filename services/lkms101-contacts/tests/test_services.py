@@ -3,13 +3,14 @@
 FILE: test_services.py
 PATH: /services/lkms101-contacts/tests/test_services.py
 DESCRIPTION: Business logic tests (ContactsReader, ContactsService) against a real PostgreSQL
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 12:50:00
 ================================================================
 """
 
 # === IMPORTS ===
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.database import Database
@@ -96,8 +97,6 @@ async def test_delete_returns_last_state(db: Database) -> None:
 
 async def test_search_uses_the_trigram_indexes(session: AsyncSession) -> None:
     """`q` must stay fast at a million contacts: the planner can answer it from pg_trgm indexes."""
-    from sqlalchemy import text
-
     from app.data.contacts import filters_sql
 
     await session.execute(text("SET LOCAL enable_seqscan = off"))
@@ -107,3 +106,16 @@ async def test_search_uses_the_trigram_indexes(session: AsyncSession) -> None:
     plan = "\n".join((await connection.exec_driver_sql(statement)).scalars())
     assert "ix_contacts_name_trgm" in plan, plan
     assert "ix_contacts_email_trgm" in plan, plan
+
+
+async def test_a_page_steps_over_skipped_contacts_by_id_alone(session: AsyncSession) -> None:
+    """OFFSET walks the primary key's index only; whole rows are read for the page alone."""
+    from app.data.contacts import page_query
+
+    await session.execute(text("SET LOCAL enable_seqscan = off"))
+    sql, arguments = page_query(skip=5000, limit=100, is_active=None, q=None)
+    assert arguments == [100, 5000]
+    sql = sql.replace("$1", "100").replace("$2", "5000")
+    connection = await session.connection()
+    plan = "\n".join((await connection.exec_driver_sql(f"EXPLAIN {sql}")).scalars())
+    assert "Index Only Scan using pk_contacts" in plan, plan
