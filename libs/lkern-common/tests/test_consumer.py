@@ -3,8 +3,8 @@
 FILE: test_consumer.py
 PATH: /libs/lkern-common/tests/test_consumer.py
 DESCRIPTION: Idempotent consumer and inbox against a real Tansu broker and a real PostgreSQL
-VERSION: v1.2.0
-UPDATED: 2026-12-02 06:40:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 13:10:00
 ================================================================
 
 The library has no Alembic setup of its own, so this module creates the inbox table and a small
@@ -49,8 +49,10 @@ from lkern_common.kafka.consumer import (
 )
 from lkern_common.kafka.dead_letter import message_size
 from lkern_common.kafka.inbox import (
+    Claim,
     INBOX_TABLE,
     InboxEvent,
+    claim_events,
     create_inbox_table_v1,
     drop_inbox_table_v1,
     purge_inbox,
@@ -384,6 +386,33 @@ async def test_purge_inbox_deletes_only_old_rows(
             assert list(left) == [recent]
         with pytest.raises(ValueError):
             await purge_inbox(db, older_than_days=0)
+    finally:
+        await db.dispose()
+
+
+async def test_claim_returns_only_events_not_claimed_before(
+    database_url: str, kafka_broker: LocalBroker
+) -> None:
+    db = Database(make_settings(kafka_broker, database_url))
+    seen, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def claims(*event_ids: uuid.UUID) -> list[Claim]:
+        return [Claim(event_id, "test.claim", "ContactCreated", 0, 7) for event_id in event_ids]
+
+    try:
+        async with db.transaction() as session:
+            assert await claim_events(session, claims(seen)) == {seen}
+        async with db.transaction() as session:
+            # One already applied, one new, one twice in the same batch (claimed once).
+            assert await claim_events(session, claims(seen, new, twice, twice)) == {new, twice}
+        async with db.transaction() as session:
+            stored = await session.get(InboxEvent, new)
+        assert stored is not None
+        assert (stored.topic, stored.event_type, stored.kafka_offset) == (
+            "test.claim",
+            "ContactCreated",
+            7,
+        )
     finally:
         await db.dispose()
 

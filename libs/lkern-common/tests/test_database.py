@@ -3,8 +3,8 @@
 FILE: test_database.py
 PATH: /libs/lkern-common/tests/test_database.py
 DESCRIPTION: Database: sessions served in turn, reads without transaction round trips, direct reads
-VERSION: v1.2.0
-UPDATED: 2026-12-02 10:45:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 13:10:00
 ================================================================
 """
 
@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Integer, String, bindparam, column, event, select, table, text
 from sqlalchemy.exc import OperationalError
 
-from lkern_common.database import Database, Query
+from lkern_common.database import Database, Query, transaction_driver
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.testing import TestDatabase, eventually
 
@@ -117,6 +117,23 @@ async def numbers(one_connection: Database) -> AsyncIterator[Database]:
             text("INSERT INTO numbers VALUES (1, 'one'), (2, 'two'), (3, 'three')")
         )
     yield one_connection
+
+
+async def test_transaction_driver_statements_commit_and_roll_back_with_the_session(
+    numbers: Database,
+) -> None:
+    """Its statements are the transaction's, also when they come first (BEGIN already sent)."""
+    async with numbers.transaction() as session:
+        driver = await transaction_driver(session)
+        await driver.execute("INSERT INTO numbers VALUES (4, 'four')")
+    with pytest.raises(RuntimeError):
+        async with numbers.transaction() as session:
+            driver = await transaction_driver(session)
+            await driver.execute("INSERT INTO numbers VALUES (5, 'five')")
+            raise RuntimeError("the block fails: both statements roll back")
+    async with numbers.read_session() as session:
+        words = (await session.scalars(text("SELECT word FROM numbers ORDER BY n"))).all()
+    assert words == ["one", "two", "three", "four"]
 
 
 async def test_fetch_reads_rows_by_attribute_key_and_index(numbers: Database) -> None:

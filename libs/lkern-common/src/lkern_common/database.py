@@ -3,8 +3,8 @@
 FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, engine, sessions, asyncpg's pool for hot statements (all services)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 11:05:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 13:00:00
 ================================================================
 """
 
@@ -205,6 +205,22 @@ class Query:
         """Positional arguments: the named ``params`` and the values bound in the statement."""
         values = self._compiled.construct_params(dict(params)) or {}
         return [values[name] for name in self._compiled.positiontup or ()]
+
+
+# === DRIVER IN A TRANSACTION ===
+async def transaction_driver(session: AsyncSession) -> asyncpg.Connection:
+    """
+    The asyncpg connection under ``session`` (from :meth:`Database.transaction`), inside its
+    transaction: for a hot statement of a transaction that needs no ORM (an event's upsert),
+    without SQLAlchemy's execution layer. SQLAlchemy begins the transaction at its first
+    statement; when none ran yet, a trivial one through the session begins it (a BEGIN of
+    our own would be unknown to SQLAlchemy, which would then never commit it).
+    """
+    connection = await session.connection()
+    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
+    return driver
 
 
 # === FAIR GATES ===

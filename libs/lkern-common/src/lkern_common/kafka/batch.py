@@ -3,8 +3,8 @@
 FILE: batch.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/batch.py
 DESCRIPTION: Applying fetched messages: runs in one transaction, one message with retries, DLQ
-VERSION: v1.1.0
-UPDATED: 2026-12-02 06:35:00
+VERSION: v1.2.0
+UPDATED: 2026-12-02 13:00:00
 ================================================================
 
 :class:`EventApplier` is what the consumer loop (:mod:`lkern_common.kafka.consumer`) hands each
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from tenacity import RetryCallState
 
 from lkern_common.database import Database, is_database_unavailable
@@ -39,7 +38,7 @@ from lkern_common.kafka.envelope import (
     parse_envelope,
     request_id_of,
 )
-from lkern_common.kafka.inbox import InboxEvent
+from lkern_common.kafka.inbox import Claim, claim_events
 from lkern_common.kafka.progress import ConsumerStatus, now_utc
 from lkern_common.kafka.retries import (
     DatabaseUnavailable,
@@ -94,6 +93,13 @@ class RetryPolicy:
     max_attempts: int
     backoff_s: float
     backoff_max_s: float
+
+
+def _claim(record: Any, envelope: Envelope) -> Claim:
+    """The inbox row of a message about to be applied."""
+    return Claim(
+        envelope.event_id, record.topic, envelope.event_type, record.partition, record.offset
+    )
 
 
 # === APPLIER ===
@@ -201,25 +207,7 @@ class EventApplier:
         back and raises :class:`_BatchHandlerFailed` with the failing message's index.
         """
         async with self._db.transaction() as session:
-            claimed = set(
-                await session.scalars(
-                    pg_insert(InboxEvent)
-                    .values(
-                        [
-                            {
-                                "event_id": pending.envelope.event_id,
-                                "topic": pending.record.topic,
-                                "event_type": pending.envelope.event_type,
-                                "kafka_partition": pending.record.partition,
-                                "kafka_offset": pending.record.offset,
-                            }
-                            for pending in run
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=[InboxEvent.event_id])
-                    .returning(InboxEvent.event_id)
-                )
-            )
+            claimed = await claim_events(session, [_claim(p.record, p.envelope) for p in run])
             outcomes: list[Outcome] = []
             for index, pending in enumerate(run):
                 if pending.envelope.event_id not in claimed:
@@ -404,19 +392,8 @@ class EventApplier:
     ) -> Outcome:
         """One transaction: claim the event id in the inbox, run the handler, commit."""
         async with self._db.transaction() as session:
-            claimed = await session.scalar(
-                pg_insert(InboxEvent)
-                .values(
-                    event_id=envelope.event_id,
-                    topic=record.topic,
-                    event_type=envelope.event_type,
-                    kafka_partition=record.partition,
-                    kafka_offset=record.offset,
-                )
-                .on_conflict_do_nothing(index_elements=[InboxEvent.event_id])
-                .returning(InboxEvent.event_id)
-            )
-            if claimed is None:
+            claimed = await claim_events(session, [_claim(record, envelope)])
+            if not claimed:
                 return Outcome.DUPLICATE
             attempts.count += 1
             # A fresh copy per attempt: a handler that changed the dict cannot affect a retry.

@@ -2,9 +2,9 @@
 ================================================================
 FILE: inbox.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/inbox.py
-DESCRIPTION: Consumer inbox: table of applied event ids, its migration helpers, retention cleanup
-VERSION: v1.0.0
-UPDATED: 2026-11-26 14:00:00
+DESCRIPTION: Consumer inbox: applied event ids, their claim, migration helpers, retention cleanup
+VERSION: v1.1.0
+UPDATED: 2026-12-02 13:00:00
 ================================================================
 
 The inbox records the ``event_id`` of every event a service's consumer has applied, in the same
@@ -33,12 +33,15 @@ can be replayed (republished with the same ``event_id``) once its cause is fixed
 # === IMPORTS ===
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lkern_common.database import Base, Database
@@ -68,6 +71,46 @@ class InboxEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# === CLAIM ===
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An event about to be applied, as its inbox row records it."""
+
+    event_id: uuid.UUID
+    topic: str
+    event_type: str
+    partition: int
+    offset: int
+
+
+# Any number of events in one statement, the columns as arrays: SQLAlchemy compiles it once
+# and asyncpg prepares it once per connection (a VALUES list was compiled again per batch).
+CLAIM_EVENTS = sa.text(
+    f"INSERT INTO {INBOX_TABLE} (event_id, topic, event_type, kafka_partition, kafka_offset) "
+    "SELECT * FROM unnest(CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), "
+    "CAST(:event_types AS text[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+).columns(event_id=PG_UUID(as_uuid=True))
+
+
+async def claim_events(session: AsyncSession, claims: Sequence[Claim]) -> set[uuid.UUID]:
+    """
+    Record ``claims`` in the inbox within the session's transaction; returns the ids that were
+    not there yet (the events to apply). The others were applied before: duplicates.
+    """
+    result = await session.execute(
+        CLAIM_EVENTS,
+        {
+            "event_ids": [claim.event_id for claim in claims],
+            "topics": [claim.topic for claim in claims],
+            "event_types": [claim.event_type for claim in claims],
+            "partitions": [claim.partition for claim in claims],
+            "offsets": [claim.offset for claim in claims],
+        },
+    )
+    return set(result.scalars())
 
 
 # === MIGRATION HELPERS ===
