@@ -3,8 +3,8 @@
 FILE: test_api.py
 PATH: /services/lkms102-orders/tests/test_api.py
 DESCRIPTION: REST API tests against a real PostgreSQL and a real contacts service process
-VERSION: v1.2.1
-UPDATED: 2026-12-02 07:10:00
+VERSION: v1.2.2
+UPDATED: 2026-12-02 13:40:00
 ================================================================
 """
 
@@ -526,6 +526,22 @@ async def test_list_reads_a_page_with_a_fixed_number_of_queries(
     selects = [s for s in statements if "FROM orders" in s or "FROM order_lines" in s]
     # One query for orders joined with their contacts, one for all their lines.
     assert len(selects) == 2, selects
+
+
+async def test_get_reads_an_order_its_lines_and_contact_in_one_statement(
+    client: httpx.AsyncClient, contact: dict[str, Any], app: FastAPI
+) -> None:
+    second = {"description": "Second", "quantity": "2", "unit_price": "5"}
+    order = await create(client, contact["id"], lines=[LINE, second])
+    bare = await create(client, contact["id"])
+    app_db: Database = app.state.db
+    async with recorded_queries(app_db) as statements:
+        response = await client.get(f"{API}{order['id']}")
+        missing = await client.get(f"{API}{bare['id'] + 1000}")
+    assert response.json() == order  # lines in their order, the contact's name and email
+    assert missing.status_code == 404
+    selects = [s for s in statements if "FROM orders" in s or "FROM order_lines" in s]
+    assert len(selects) == 2, selects  # one per GET
 
 
 # === UPDATE ===

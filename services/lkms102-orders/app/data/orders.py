@@ -3,8 +3,8 @@
 FILE: orders.py
 PATH: /services/lkms102-orders/app/data/orders.py
 DESCRIPTION: Orders' one view type (OrderView, OrderLineView) and the plain-SQL hot reads
-VERSION: v1.0.0
-UPDATED: 2026-12-02 07:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 13:40:00
 ================================================================
 
 Every read of an order returns one type, :class:`OrderView` (a frozen dataclass with the
@@ -154,14 +154,19 @@ class OrderView:
 
 
 # === READS ===
-# Plain SQL, prepared once per connection by asyncpg: an order (or a page) with its contact
-# joined in one statement, then the lines of all of them in one more (two round trips per
-# read, as before). $1 is the order id; a page takes $1 limit, $2 skip, then its filters.
+# Plain SQL, prepared once per connection by asyncpg. One order comes with its contact and
+# lines in one statement; a page with its contacts in one, then the lines of all of them in one
+# more. $1 is the order id; a page takes $1 limit, $2 skip, then its filters.
 _COLUMNS_SQL = ", ".join(_CURRENT_CONTACT.get(name, f"o.{name}") for name in ORDER_COLUMNS)
 _SELECT_ORDERS = (
     f"SELECT {_COLUMNS_SQL} FROM orders o LEFT JOIN contacts_read_model c ON c.id = o.contact_id"
 )
-ORDER_BY_ID = f"{_SELECT_ORDERS} WHERE o.id = $1"
+# One order: the order and its contact on every row, a line per row (one round trip).
+ORDER_WITH_LINES = (
+    f"SELECT {_COLUMNS_SQL}, {', '.join(f'l.{name}' for name in LINE_COLUMNS)}, l.order_id "
+    "FROM orders o LEFT JOIN contacts_read_model c ON c.id = o.contact_id "
+    "LEFT JOIN order_lines l ON l.order_id = o.id WHERE o.id = $1 ORDER BY l.position"
+)
 LINES_OF_ORDERS = (
     f"SELECT {', '.join(LINE_COLUMNS)}, order_id FROM order_lines "
     "WHERE order_id = ANY($1::int[]) ORDER BY order_id, position"
@@ -225,9 +230,12 @@ async def _with_lines(db: Database, orders: Sequence[Sequence[Any]]) -> list[Ord
 
 
 async def fetch_order(db: Database, order_id: int) -> OrderView | None:
-    """The order with its lines and contact, or None (two statements)."""
-    row = await db.fetch_row(ORDER_BY_ID, order_id)
-    return None if row is None else (await _with_lines(db, [row]))[0]
+    """The order with its lines and contact, or None (one statement)."""
+    rows = await db.fetch_rows(ORDER_WITH_LINES, order_id)
+    if not rows:
+        return None
+    lines = [row[len(ORDER_COLUMNS) :] for row in rows]
+    return views_with_lines(rows[:1], [line for line in lines if line[-1] is not None])[0]
 
 
 async def fetch_page(
