@@ -49,8 +49,8 @@ from lkern_common.kafka.consumer import (
 )
 from lkern_common.kafka.dead_letter import message_size
 from lkern_common.kafka.inbox import (
-    Claim,
     INBOX_TABLE,
+    Claim,
     InboxEvent,
     claim_events,
     create_inbox_table_v1,
