@@ -3,8 +3,8 @@
 FILE: run.py
 PATH: /bench/run.py
 DESCRIPTION: make bench: starts a stack, seeds it, measures everything, prints one table + JSON
-VERSION: v1.2.0
-UPDATED: 2026-12-02 10:20:00
+VERSION: v1.3.0
+UPDATED: 2026-12-02 13:20:00
 ================================================================
 
 Usage (from the repository root; docs/performance.md explains every figure):
@@ -81,10 +81,14 @@ REST_WRITES: dict[str, tuple[str, str, str | None]] = {
     "POST order": ("create_order", "orders", None),
 }
 # The bare anchor (bench/anchor.py) answers the same paths, so the same scripts load it.
+SAME_WORK_CREATE = "POST contact with its event"
+# Scenario: (wrk script, the script's arguments after the run's own).
 ANCHOR_SCENARIOS = {
-    "GET contact": "get_contact",
-    "list 100 contacts": "list_contacts",
-    "POST contact": "create_contact",
+    "GET contact": ("get_contact", []),
+    "list 100 contacts": ("list_contacts", []),
+    "POST contact": ("create_contact", []),
+    # The create's own work (its statement, event and input schema), no service layers.
+    SAME_WORK_CREATE: ("create_contact", ["/api/v1/contacts/with-event"]),
 }
 ANCHOR_EMAIL_PREFIX = "bench-anchor"
 CONCURRENCY = (16, 64, 256)
@@ -270,6 +274,13 @@ def measure_rest(
                 report.data.setdefault("rest", []).append(asdict(result))
                 limit = limits.get((limit_script or "", connections))
                 _rest_rows(name, result, limit, anchors.get(name), report)
+                same = anchors.get(SAME_WORK_CREATE) if name == "POST contact" else None
+                if same is not None and connections == same.connections:
+                    report.add(
+                        f"{name} c={connections} against the same work",
+                        f"{result.rps / same.rps:.0%} of the anchor with its event "
+                        f"({same.rps:,.0f}/s, CPU {same.cpu_ms_per_request:.2f} ms/req)",
+                    )
             if writes:
                 waited = asyncio.run(wait_until_quiet(targets))
                 report.data.setdefault("quiet_waits_s", []).append(round(waited, 2))
@@ -352,13 +363,11 @@ def measure_anchor(
     anchor.start()
     results: dict[str, WrkResult] = {}
     nonce = uuid.uuid4().hex[:8]
-    args = {
-        "get_contact": [str(CONTACTS)],
-        "list_contacts": [str(CONTACTS - PAGE)],
-        "create_contact": [f"anchor{nonce}"],
-    }
+    reads = {"get_contact": [str(CONTACTS)], "list_contacts": [str(CONTACTS - PAGE)]}
     try:
-        for name, script in ANCHOR_SCENARIOS.items():
+        for index, (name, (script, extra)) in enumerate(ANCHOR_SCENARIOS.items()):
+            # A create scenario's emails are its own (the nonce with the scenario's index).
+            args = reads.get(script, [f"anchor{nonce}-{index}"]) + extra
             with machine_window(report, f"anchor {name}"):
                 assert anchor.process is not None
                 cpu_before = tree_cpu_seconds(anchor.process.pid)
@@ -368,15 +377,18 @@ def measure_anchor(
                     anchor.url,
                     connections=16,
                     seconds=seconds,
-                    args=args[script],
+                    args=args,
                 )
                 result.cpu_ms_per_request = _cpu_ms(
                     tree_cpu_seconds(anchor.process.pid) - cpu_before, result.requests
                 )
+                if extra:  # writes events: let the relay and orders finish them first
+                    asyncio.run(wait_until_quiet(targets))
                 results[name] = result
                 report.data.setdefault("anchor", []).append(asdict(result))
+                scenario = "POST contact" if name == SAME_WORK_CREATE else name
                 limit = limits.get(
-                    (REST_READS.get(name, REST_WRITES.get(name, ("", "", "")))[2] or "", 16)
+                    (REST_READS.get(scenario, REST_WRITES.get(scenario, ("", "", "")))[2] or "", 16)
                 )
                 compared = (
                     f"{result.rps / limit.tps:.1%} of pgbench {limit.script}; " if limit else ""

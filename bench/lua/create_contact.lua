@@ -8,11 +8,13 @@
 dofile("common.lua")
 
 local nonce
+local path
 local sequence = 0
 
 function init(args)
   common_init(args)
   nonce = args[1]
+  path = args[2] or "/api/v1/contacts/"
 end
 
 function request()
@@ -20,5 +22,5 @@ function request()
   local body = string.format(
     '{"name": "Bench Contact %d", "email": "bench-%s-%d-%d@example.com", "phone": "+421 900 123 456"}',
     sequence, nonce, thread_id, sequence)
-  return wrk.format("POST", "/api/v1/contacts/", with_headers({ ["Content-Type"] = "application/json" }), body)
+  return wrk.format("POST", path, with_headers({ ["Content-Type"] = "application/json" }), body)
 end
