@@ -4,8 +4,8 @@ FILE: test_observability.py
 PATH: /tests/e2e/test_observability.py
 DESCRIPTION: End-to-end: traces over REST → outbox → Kafka → consumer and REST → gRPC, JSON
              log lines with the ids, the runtime log level in every worker
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:45:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 13:30:00
 ================================================================
 
 One `lkern up` with tracing on (an in-process OTLP/HTTP receiver, tests/e2e/otlp_receiver.py),
@@ -117,19 +117,33 @@ def test_a_contact_change_is_one_trace_from_rest_to_orders_consumer(
         )
         assert changed.status_code == 200, changed.text
 
-    def complete(spans: list[ReceivedSpan]) -> bool:
-        trace = in_trace(spans, trace_id)
-        processed = [
+    def processed(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [
             s
             for s in find(spans, ORDERS, "consumer", "lkern.contacts.updated process")
             if s.trace_id == trace_id or trace_id in s.link_trace_ids
         ]
+
+    def upserts(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        """The read model's upsert (on the transaction's asyncpg connection) below the apply."""
+        applies = {s.span_id for s in processed(spans)}
+        return [
+            s
+            for s in spans
+            if s.kind == "client"
+            and s.parent_span_id in applies
+            and "contacts_read_model" in str(s.attributes.get("db.statement", ""))
+        ]
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        trace = in_trace(spans, trace_id)
         return bool(
             find(trace, CONTACTS, "server", "PUT /api/v1/contacts/{contact_id}")
             and find(trace, CONTACTS, "internal", "outbox publish lkern.contacts.updated")
             and find(trace, CONTACTS, "producer", "lkern.contacts.updated")
             and find(trace, ORDERS, "consumer", "lkern.contacts.updated")
-            and processed
+            and processed(spans)
+            and upserts(spans)
         )
 
     spans = receiver.wait_for(complete, "the contact change's trace reaches orders", WAIT_S)
@@ -147,6 +161,9 @@ def test_a_contact_change_is_one_trace_from_rest_to_orders_consumer(
     received = find(trace, ORDERS, "consumer", "receive")
     assert received and all(s.parent_span_id for s in received)
     assert rest.parent_span_id  # the caller's traceparent was continued
+    # The apply's statements are in it: the inbox claim (SQLAlchemy) and the upsert (asyncpg).
+    [upsert, *_] = upserts(spans)
+    assert upsert.name == "INSERT lkms102_orders", upsert
     # Background statements (probes, cleanups, polls) are not exported as one-span traces.
     orphans = [s for s in receiver.snapshot() if s.kind == "client" and not s.parent_span_id]
     assert not orphans, orphans

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Integer, String, bindparam, column, event, select, table, text
 from sqlalchemy.exc import OperationalError
 
-from lkern_common.database import Database, Query, transaction_driver
+from lkern_common.database import Database, Query, fetch_row_in_transaction
 from lkern_common.settings import ServiceSettings
 from lkern_devstack.testing import TestDatabase, eventually
 
@@ -119,18 +119,18 @@ async def numbers(one_connection: Database) -> AsyncIterator[Database]:
     yield one_connection
 
 
-async def test_transaction_driver_statements_commit_and_roll_back_with_the_session(
+async def test_statements_on_the_transactions_driver_commit_and_roll_back_with_it(
     numbers: Database,
 ) -> None:
-    """Its statements are the transaction's, also when they come first (BEGIN already sent)."""
+    """They are the transaction's, also when they come first (its BEGIN is sent before)."""
+    insert = "INSERT INTO numbers VALUES ($1, $2) RETURNING n"
     async with numbers.transaction() as session:
-        driver = await transaction_driver(session)
-        await driver.execute("INSERT INTO numbers VALUES (4, 'four')")
+        row = await fetch_row_in_transaction(session, insert, 4, "four")
+        assert row is not None and row["n"] == 4
     with pytest.raises(RuntimeError):
         async with numbers.transaction() as session:
-            driver = await transaction_driver(session)
-            await driver.execute("INSERT INTO numbers VALUES (5, 'five')")
-            raise RuntimeError("the block fails: both statements roll back")
+            await fetch_row_in_transaction(session, insert, 5, "five")
+            raise RuntimeError("the block fails: the statement rolls back")
     async with numbers.read_session() as session:
         words = (await session.scalars(text("SELECT word FROM numbers ORDER BY n"))).all()
     assert words == ["one", "two", "three", "four"]

@@ -34,7 +34,7 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from lkern_common.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAIT_SECONDS_TALLY
 from lkern_common.settings import ServiceSettings
-from lkern_common.tracing import instrument_engine
+from lkern_common.tracing import instrument_engine, statement_span
 
 # === LOGGING ===
 logger = logging.getLogger(__name__)
@@ -208,19 +208,24 @@ class Query:
 
 
 # === DRIVER IN A TRANSACTION ===
-async def transaction_driver(session: AsyncSession) -> asyncpg.Connection:
+async def fetch_row_in_transaction(
+    session: AsyncSession, sql: str, *arguments: Any
+) -> asyncpg.Record | None:
     """
-    The asyncpg connection under ``session`` (from :meth:`Database.transaction`), inside its
-    transaction: for a hot statement of a transaction that needs no ORM (an event's upsert),
-    without SQLAlchemy's execution layer. SQLAlchemy begins the transaction at its first
-    statement; when none ran yet, a trivial one through the session begins it (a BEGIN of
-    our own would be unknown to SQLAlchemy, which would then never commit it).
+    The first row of a plain SQL statement run on the asyncpg connection under ``session``
+    (from :meth:`Database.transaction`), inside its transaction: a hot statement of a
+    transaction that needs no ORM (an event's upsert), without SQLAlchemy's execution layer.
+    SQLAlchemy begins the transaction at its first statement; when none ran yet, a trivial one
+    through the session begins it (a BEGIN of our own would be unknown to SQLAlchemy, which
+    would then never commit it).
     """
     connection = await session.connection()
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
     if not driver.is_in_transaction():
         await connection.exec_driver_sql("SELECT 1")
-    return driver
+    with statement_span(sql, connection.engine.url.database):
+        row: asyncpg.Record | None = await driver.fetchrow(sql, *arguments)
+        return row
 
 
 # === FAIR GATES ===
@@ -397,7 +402,8 @@ class Database:
             for log in loggers:
                 connection.add_query_logger(log)
             try:
-                yield connection
+                with statement_span(sql, self.engine.url.database):
+                    yield connection
             except CONNECTION_LOST_ERRORS as error:
                 _close_quietly(connection)
                 raise sa_exc.OperationalError(sql, None, error) from error

@@ -4,8 +4,8 @@ FILE: tracing.py
 PATH: /libs/lkern-common/src/lkern_common/tracing.py
 DESCRIPTION: OpenTelemetry tracing: set up from OTEL_* variables, off without an endpoint;
              trace context through the outbox, Kafka and the consumer (docs/observability.md)
-VERSION: v1.0.0
-UPDATED: 2026-12-02 06:00:00
+VERSION: v1.1.0
+UPDATED: 2026-12-02 13:25:00
 ================================================================
 
 Tracing is on in a process when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``
@@ -37,7 +37,7 @@ continuing the producer's trace). Two manual spans fill the gaps:
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -213,6 +213,28 @@ def grpc_client_interceptors() -> list[Any]:
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
     return list(aio_client_interceptors())  # type: ignore[no-untyped-call]
+
+
+_NO_SPAN: AbstractContextManager[Any] = nullcontext()
+
+
+def statement_span(sql: str, database: str | None) -> AbstractContextManager[Any]:
+    """
+    A CLIENT span around one statement run on asyncpg itself (``Database``'s driver pool, a
+    transaction's driver connection), which SQLAlchemy's instrumentation does not see; named
+    and described as that instrumentation's spans are ("SELECT lkms101_contacts"). A shared
+    no-op while tracing is off (hot reads pay one check).
+    """
+    if not _enabled:
+        return _NO_SPAN
+    words = sql.split(maxsplit=1)
+    name = " ".join(part for part in (words[0] if words else "", database or "") if part)
+    attributes = {"db.system": "postgresql", "db.statement": sql}
+    if database:
+        attributes["db.name"] = database
+    return trace.get_tracer(INSTRUMENTATION_NAME).start_as_current_span(
+        name or "postgresql", kind=trace.SpanKind.CLIENT, attributes=attributes
+    )
 
 
 # === CONTEXT CARRIERS ===

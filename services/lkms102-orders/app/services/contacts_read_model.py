@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from app.models.contact import ContactReadModel
 from lkern_common.contracts.contacts import ContactSnapshot
-from lkern_common.database import Query, transaction_driver
+from lkern_common.database import Query, fetch_row_in_transaction
 from lkern_common.grpc_contracts.contacts import contacts_pb2
 
 # === LOGGING ===
@@ -112,9 +112,8 @@ async def apply_contact_snapshot(session: AsyncSession, snapshot: ContactState) 
     Upsert ``snapshot`` into the read model under the rules above (one statement, safe against
     concurrent writers). Returns True when the row changed, False when the snapshot was stale.
     """
-    driver = await transaction_driver(session)
     arguments = UPSERT_SNAPSHOT.arguments(snapshot.parameters())
-    applied = await driver.fetchrow(UPSERT_SNAPSHOT.sql, *arguments) is not None
+    applied = await fetch_row_in_transaction(session, UPSERT_SNAPSHOT.sql, *arguments) is not None
     if applied:
         logger.debug(
             "Read model: contact %s at version %s%s",
