@@ -23,14 +23,16 @@ The maintained instrumentations do the protocol work: FastAPI (a SERVER span per
 gRPC aio client and server (CLIENT / SERVER spans, ``traceparent`` in the metadata),
 SQLAlchemy (a CLIENT span per statement of the service's pool) and aiokafka (a PRODUCER
 ``send`` span that writes ``traceparent`` into the Kafka headers; CONSUMER ``receive`` spans
-continuing the producer's trace). Two manual spans fill the gaps:
+continuing the producer's trace). Three manual spans fill the gaps:
 
 - ``outbox publish <topic>`` (:func:`outbox_publish_span`): the relay publishing one outbox
   row, a child of the context stored with the event (:func:`trace_headers`, called by
   :func:`lkern_common.events.build_event`, so the context is in the row's ``headers`` column);
 - ``<topic> process`` (:func:`consume_span`): the consumer applying a batch of messages in one
   transaction, with a link to each message's producer context and, for a batch of one, that
-  context as its parent (OpenTelemetry's messaging conventions).
+  context as its parent (OpenTelemetry's messaging conventions);
+- ``SELECT <database>`` etc. (:func:`statement_span`): a statement run on asyncpg itself (the
+  hot reads and creates, the consumer's upsert), named like SQLAlchemy's statement spans.
 """
 
 # === IMPORTS ===
