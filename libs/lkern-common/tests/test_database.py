@@ -131,6 +131,9 @@ async def test_statements_on_the_transactions_driver_commit_and_roll_back_with_i
         async with numbers.transaction() as session:
             await fetch_row_in_transaction(session, insert, 5, "five")
             raise RuntimeError("the block fails: the statement rolls back")
+    async with numbers.read_session() as session:  # autocommit: refused, not run on its own
+        with pytest.raises(RuntimeError, match="in a transaction"):
+            await fetch_row_in_transaction(session, insert, 6, "six")
     async with numbers.read_session() as session:
         words = (await session.scalars(text("SELECT word FROM numbers ORDER BY n"))).all()
     assert words == ["one", "two", "three", "four"]

@@ -223,6 +223,8 @@ async def fetch_row_in_transaction(
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
     if not driver.is_in_transaction():
         await connection.exec_driver_sql("SELECT 1")
+        if not driver.is_in_transaction():  # an autocommit session: no transaction to join
+            raise RuntimeError("fetch_row_in_transaction needs a session in a transaction")
     with statement_span(sql, connection.engine.url.database):
         row: asyncpg.Record | None = await driver.fetchrow(sql, *arguments)
         return row
