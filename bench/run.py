@@ -4,7 +4,7 @@ FILE: run.py
 PATH: /bench/run.py
 DESCRIPTION: make bench: starts a stack, seeds it, measures everything, prints one table + JSON
 VERSION: v1.3.0
-UPDATED: 2026-12-02 13:20:00
+UPDATED: 2026-12-02 13:35:00
 ================================================================
 
 Usage (from the repository root; docs/performance.md explains every figure):

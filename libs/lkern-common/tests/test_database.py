@@ -4,7 +4,7 @@ FILE: test_database.py
 PATH: /libs/lkern-common/tests/test_database.py
 DESCRIPTION: Database: sessions served in turn, reads without transaction round trips, direct reads
 VERSION: v1.3.0
-UPDATED: 2026-12-02 13:10:00
+UPDATED: 2026-12-02 13:35:00
 ================================================================
 """
 

@@ -4,7 +4,7 @@ FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, engine, sessions, asyncpg's pool for hot statements (all services)
 VERSION: v1.5.0
-UPDATED: 2026-12-02 13:00:00
+UPDATED: 2026-12-02 13:35:00
 ================================================================
 """
 

@@ -5,7 +5,7 @@ PATH: /libs/lkern-common/src/lkern_common/tracing.py
 DESCRIPTION: OpenTelemetry tracing: set up from OTEL_* variables, off without an endpoint;
              trace context through the outbox, Kafka and the consumer (docs/observability.md)
 VERSION: v1.1.0
-UPDATED: 2026-12-02 13:25:00
+UPDATED: 2026-12-02 13:35:00
 ================================================================
 
 Tracing is on in a process when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``

@@ -4,7 +4,7 @@ FILE: contacts_read_model.py
 PATH: /services/lkms102-orders/app/services/contacts_read_model.py
 DESCRIPTION: The local read model of contacts: apply a snapshot only when it is newer, read it
 VERSION: v1.2.0
-UPDATED: 2026-12-02 13:05:00
+UPDATED: 2026-12-02 13:35:00
 ================================================================
 
 Contact events arrive on three topics (created, updated, deleted) that keep no order between
