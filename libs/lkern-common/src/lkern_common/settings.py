@@ -3,8 +3,8 @@
 FILE: settings.py
 PATH: /libs/lkern-common/src/lkern_common/settings.py
 DESCRIPTION: Settings base shared by every service (environment variables, local defaults)
-VERSION: v1.4.0
-UPDATED: 2026-12-02 07:00:00
+VERSION: v1.5.0
+UPDATED: 2026-12-02 14:05:00
 ================================================================
 """
 
@@ -319,12 +319,13 @@ class ServiceSettings(BaseSettings):
         "/ready says so (503) with the reason",
     )
 
-    # --- Kafka producer (lkern_common.kafka.producer) ---
+    # --- Kafka clients (lkern_common.kafka.security.client_options) ---
     kafka_request_timeout_ms: int = Field(
         default=30000,
         ge=1000,
-        description="How long the producer waits for the broker to acknowledge a batch before "
-        "the send fails (the outbox relay then retries it with backoff)",
+        description="How long a Kafka client (producer, consumer, topic admin) waits for the "
+        "broker to answer a request; a producer's send then fails (the outbox relay retries it "
+        "with backoff)",
     )
 
     # --- transactional outbox and its relay (lkern_common.outbox; docs/events.md) ---

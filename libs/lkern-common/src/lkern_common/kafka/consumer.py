@@ -3,8 +3,8 @@
 FILE: consumer.py
 PATH: /libs/lkern-common/src/lkern_common/kafka/consumer.py
 DESCRIPTION: Idempotent Kafka consumer: the loop (fetch, commit, rebalance, readiness)
-VERSION: v2.2.0
-UPDATED: 2026-12-02 06:45:00
+VERSION: v2.3.0
+UPDATED: 2026-12-02 14:05:00
 ================================================================
 
 :class:`IdempotentConsumer` consumes a service's topics in one consumer group and applies each
@@ -107,7 +107,7 @@ from lkern_common.kafka.retries import (
     StopRequested,
     forever,
 )
-from lkern_common.kafka.security import kafka_security_options
+from lkern_common.kafka.security import client_options
 from lkern_common.kafka.topics import ensure_topics
 from lkern_common.metrics.consumer import ConsumerMetrics
 from lkern_common.retrying import StopAwareSleep
@@ -363,15 +363,13 @@ class IdempotentConsumer:
         # topics that appear later (clusters without auto-creation) nor get broker defaults.
         await ensure_topics(settings, [*self._topics, self._dead_letter_topic])
         options: dict[str, Any] = {
-            "bootstrap_servers": settings.kafka_bootstrap_servers,
-            "client_id": settings.kafka_client_id,
+            **client_options(settings),
             "group_id": self._group_id,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "session_timeout_ms": settings.kafka_consumer_session_timeout_ms,
             "heartbeat_interval_ms": settings.kafka_consumer_heartbeat_interval_ms,
             "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
-            **kafka_security_options(settings),
         }
         options.update(self._consumer_options)
         consumer = AIOKafkaConsumer(**options)
