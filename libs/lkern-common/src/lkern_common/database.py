@@ -4,7 +4,7 @@ FILE: database.py
 PATH: /libs/lkern-common/src/lkern_common/database.py
 DESCRIPTION: Declarative base, engine, sessions, asyncpg's pool for hot statements (all services)
 VERSION: v1.5.0
-UPDATED: 2026-12-02 13:35:00
+UPDATED: 2026-12-02 14:05:00
 ================================================================
 """
 
@@ -187,14 +187,16 @@ class Record(asyncpg.Record):  # type: ignore[misc]
 
 class Query:
     """
-    A SQLAlchemy Core SELECT compiled once into the SQL text and parameter order asyncpg takes.
+    A SQLAlchemy Core statement compiled once into the SQL text and parameter order asyncpg
+    takes.
 
     Hot reads (a key lookup, a page) run it on the driver pool (``Database.fetch_one`` /
-    ``fetch_all``). SQLAlchemy's execution layer (greenlet hops, cursor adaptation, result
-    objects) costs ~0.25 ms per statement here, several times PostgreSQL's own work for a key
-    lookup (docs/performance.md); the statement itself is still written with SQLAlchemy, and
-    asyncpg prepares it once per connection. Parameters are plain values asyncpg knows (ints,
-    strings, lists): no SQLAlchemy type processing is applied to them.
+    ``fetch_all``), a hot write inside a transaction through :func:`fetch_row_in_transaction`
+    (orders' read-model upsert). SQLAlchemy's execution layer (greenlet hops, cursor
+    adaptation, result objects) costs ~0.25 ms per statement here, several times PostgreSQL's
+    own work for a key lookup (docs/performance.md); the statement itself is still written
+    with SQLAlchemy, and asyncpg prepares it once per connection. Parameters are plain values
+    asyncpg knows (ints, strings, lists): no SQLAlchemy type processing is applied to them.
     """
 
     def __init__(self, statement: ClauseElement) -> None:
